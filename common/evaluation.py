@@ -1,0 +1,233 @@
+"""Sample-quality metrics through torch-fidelity with an in-repo feature extractor, and intervals.
+
+Inception weights are a download, so (DESIGN.md 7) the backbone is a classifier trained by the
+root stage `train_classifier` on the same data. It is registered with torch-fidelity's
+`register_feature_extractor`; FID, KID and precision/recall are torch-fidelity's own functions
+applied to its features. Metric names carry the backbone: `fid[mnist-classifier]`.
+
+Features are extracted once per image set; metrics and bootstrap intervals are computed from
+the features, so resampling never re-runs a network.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+from .models import Classifier
+
+FEATURES = ("features", "logits")
+
+
+def backbone_name(dataset: str) -> str:
+    return f"{dataset}-classifier"
+
+
+def metric_key(metric: str, backbone: str) -> str:
+    """`fid[mnist-classifier]`: a metric name always says which feature space it lives in."""
+    return f"{metric}[{backbone}]"
+
+
+def load_classifier(weights_dir: Path) -> Classifier:
+    from safetensors.torch import load_file
+
+    weights_dir = Path(weights_dir)
+    cfg_path = weights_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(
+            f"metric backbone not found at {weights_dir}; it is trained by the root stage "
+            f"`train_classifier` (run `dvc repro dvc.yaml:train_classifier`)"
+        )
+    cfg = json.loads(cfg_path.read_text())
+    model = Classifier(cfg["in_channels"], cfg["channels"], cfg["feature_dim"], cfg["num_classes"])
+    model.load_state_dict(load_file(str(weights_dir / "model.safetensors")))
+    return model.eval().requires_grad_(False)
+
+
+def save_classifier(model: Classifier, weights_dir: Path, meta: dict):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    weights_dir = Path(weights_dir)
+    tmp = weights_dir.with_name("." + weights_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(model.state_dict(), str(tmp / "model.safetensors"))
+    (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(weights_dir, ignore_errors=True)
+    tmp.rename(weights_dir)
+
+
+class ClassifierFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity extractor: uint8 [N, C, H, W] -> (penultimate features, logits)."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise ValueError(f"feature extractor '{name}' needs feature_extractor_weights_path")
+        self.net = load_classifier(Path(feature_extractor_weights_path))
+
+    @staticmethod
+    def get_provided_features_list():
+        return FEATURES
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return "features"
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return None
+
+    def forward(self, x):
+        x = x.float() / 127.5 - 1.0
+        f = self.net.features(x)
+        out = {"features": f, "logits": self.net.head(f)}
+        # torch-fidelity expects exactly the requested features, in order (calculate_metrics asks for one)
+        return tuple(out[k] for k in self.features_list)
+
+
+def ensure_registered(name: str):
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+    if name not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(name, ClassifierFeatureExtractor)
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+@lru_cache(maxsize=4)
+def _extractor(name: str, weights_dir: str):
+    from torch_fidelity.utils import create_feature_extractor
+
+    ensure_registered(name)
+    return create_feature_extractor(name, list(FEATURES), cuda=False, feature_extractor_weights_path=weights_dir,
+                                    verbose=False)
+
+
+def extract_features(images_uint8: torch.Tensor, backbone: str, weights_dir: Path) -> Dict[str, torch.Tensor]:
+    """torch-fidelity's dataset pass with our registered extractor: {'features': [N, D], 'logits': [N, K]}."""
+    from torch_fidelity.utils import get_featuresdict_from_dataset
+
+    ext = _extractor(backbone, str(Path(weights_dir).resolve()))
+    return get_featuresdict_from_dataset(_Images(images_uint8), ext, batch_size=500, cuda=False,
+                                         save_cpu_ram=True, verbose=False)
+
+
+def fid_from_features(f_gen: torch.Tensor, f_ref: torch.Tensor) -> float:
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    s1 = fid_features_to_statistics(f_gen.double())
+    s2 = fid_features_to_statistics(f_ref.double())
+    return fid_statistics_to_metric(s1, s2, verbose=False)["frechet_inception_distance"]
+
+
+def metrics_from_features(f_gen: torch.Tensor, f_ref: torch.Tensor, kid_subset_size: int = 1000,
+                          prc_k: int = 3) -> Dict[str, float]:
+    """FID, KID (mean), precision and recall (k-NN manifolds, k=3) with torch-fidelity's functions."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    kid = kid_features_to_metric(f_gen, f_ref, kid_subset_size=min(kid_subset_size, len(f_gen), len(f_ref)),
+                                 kid_subsets=100, rng_seed=2020, verbose=False)
+    prc = prc_features_to_metric(f_gen, f_ref, prc_neighborhood=prc_k, prc_batch_size=10000, save_cpu_ram=True,
+                                 verbose=False)
+    return {
+        "fid": fid_from_features(f_gen, f_ref),
+        "kid": kid["kernel_inception_distance_mean"],
+        "precision": prc["precision"],
+        "recall": prc["recall"],
+    }
+
+
+def classifier_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """How often the metric backbone reads the intended class: a conditional-consistency score."""
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def bootstrap_ci(statistic: Callable[..., float], arrays: Sequence[torch.Tensor], n_boot: int = 200,
+                 alpha: float = 0.05, seed: int = 0) -> Tuple[float, float]:
+    """Percentile bootstrap interval of statistic(*arrays), resampling each array's rows independently."""
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        res = [a[torch.from_numpy(rng.integers(0, len(a), len(a)))] for a in arrays]
+        vals.append(statistic(*res))
+    lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def mean_ci(values: Sequence[float], alpha: float = 0.05) -> Tuple[float, float, float]:
+    """Mean and Student-t interval over independent repeats (seeds); (mean, lo, hi)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return m, m - half, m + half
+
+
+def reference_features(data_dir: Path, split: str, backbone: str, weights_dir: Path) -> Dict[str, torch.Tensor]:
+    from .data import load_split
+
+    x, y = load_split(data_dir, split)
+    feats = extract_features(x, backbone, weights_dir)
+    feats["labels"] = y
+    return feats
+
+
+def score_samples(images_uint8: torch.Tensor, labels: Optional[torch.Tensor], ref: Dict[str, torch.Tensor],
+                  backbone: str, weights_dir: Path) -> Dict[str, float]:
+    """All metrics of a sample set against reference features, keyed with the backbone name."""
+    f = extract_features(images_uint8, backbone, weights_dir)
+    m = metrics_from_features(f["features"], ref["features"])
+    if labels is not None:
+        m["class_acc"] = classifier_accuracy(f["logits"], labels)
+    return {metric_key(k, backbone): v for k, v in m.items()}
+
+
+class SampleScorer:
+    """Scores sample sets against a prepared split in the metric backbone's feature space.
+
+    Reference features are extracted once; `score` returns metric keys that name the backbone.
+    """
+
+    def __init__(self, data_dir: Path, weights_dir: Path, dataset: str, split: str = "heldout"):
+        self.backbone = backbone_name(dataset)
+        self.weights_dir = Path(weights_dir)
+        load_classifier(self.weights_dir)  # fail early, with the stage that makes it
+        self.ref = reference_features(data_dir, split, self.backbone, self.weights_dir)
+        self.num_reference = len(self.ref["features"])
+
+    def key(self, metric: str) -> str:
+        return metric_key(metric, self.backbone)
+
+    def score(self, images_uint8: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Dict[str, float]:
+        return score_samples(images_uint8, labels, self.ref, self.backbone, self.weights_dir)
+
+    def fid_ci(self, images_uint8: torch.Tensor, n_boot: int = 200, seed: int = 0) -> Tuple[float, float]:
+        """Bootstrap interval of FID over both the samples and the reference set."""
+        f = extract_features(images_uint8, self.backbone, self.weights_dir)["features"]
+        return bootstrap_ci(fid_from_features, [f, self.ref["features"]], n_boot=n_boot, seed=seed)

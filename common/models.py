@@ -1,0 +1,113 @@
+"""Network builders shared by papers: diffusers UNets from params, and the metric-backbone classifier."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import UNetConfig
+
+
+def build_unet(cfg: UNetConfig, resolution: int, channels: int, meta: bool = False):
+    """A diffusers `UNet2DModel`; `num_classes > 0` adds a class embedding with one extra null class.
+
+    `meta=True` builds it on the meta device: parameter counts of paper-scale networks
+    without allocating them.
+    """
+    from diffusers import UNet2DModel
+
+    levels = len(cfg.block_out_channels)
+    if len(cfg.attention_levels) != levels:
+        raise ValueError(
+            f"base_model.unet.attention_levels has {len(cfg.attention_levels)} entries, "
+            f"block_out_channels has {levels}: give one per level"
+        )
+    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention_levels)
+    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention_levels))
+    ctx = torch.device("meta") if meta else nullcontext()
+    with ctx:
+        return UNet2DModel(
+            sample_size=resolution,
+            in_channels=channels,
+            out_channels=channels * (2 if cfg.learn_sigma else 1),
+            block_out_channels=tuple(cfg.block_out_channels),
+            layers_per_block=cfg.layers_per_block,
+            down_block_types=down,
+            up_block_types=up,
+            num_class_embeds=(cfg.num_classes + 1) if cfg.num_classes > 0 else None,
+            dropout=cfg.dropout,
+            norm_num_groups=cfg.norm_num_groups,
+            attention_head_dim=cfg.attention_head_dim,
+            resnet_time_scale_shift=cfg.resnet_time_scale_shift,
+            downsample_type="resnet" if cfg.resblock_updown else "conv",
+            upsample_type="resnet" if cfg.resblock_updown else "conv",
+        )
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class Classifier(nn.Module):
+    """A small CNN; its penultimate activations are the FID-style features (`features`).
+
+    It stands in for Inception, whose weights cannot be downloaded offline (DESIGN.md 7).
+    Input: float images in [-1, 1], shape [N, C, H, W].
+    """
+
+    def __init__(self, in_channels: int, channels=(32, 64), feature_dim: int = 64, num_classes: int = 10):
+        super().__init__()
+        layers, c = [], in_channels
+        for ch in channels:
+            layers += [nn.Conv2d(c, ch, 3, padding=1), nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1),
+                       nn.GroupNorm(8, ch), nn.SiLU(), nn.AvgPool2d(2)]
+            c = ch
+        self.conv = nn.Sequential(*layers)
+        self.proj = nn.Linear(c, feature_dim)
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x).mean(dim=(2, 3))  # global average pool: [N, C]
+        return F.silu(self.proj(h))  # [N, feature_dim]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def save_diffusion_model(unet, schedule_config: dict, out_dir, meta: dict):
+    """A diffusers UNet (save_pretrained) plus the noise schedule and training metadata, atomically."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name("." + out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    unet.save_pretrained(str(tmp))
+    (tmp / "schedule.json").write_text(json.dumps(schedule_config, indent=2))
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def load_diffusion_model(model_dir):
+    """(unet in eval mode, NoiseSchedule, meta) saved by `save_diffusion_model`."""
+    import json
+    from pathlib import Path
+
+    from diffusers import UNet2DModel
+
+    from .diffusion import NoiseSchedule
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "schedule.json").is_file():
+        raise FileNotFoundError(
+            f"diffusion model not found at {model_dir}; the shared base model is trained by the root stage "
+            f"`train_base_model` (run `dvc repro dvc.yaml:train_base_model`)"
+        )
+    unet = UNet2DModel.from_pretrained(str(model_dir)).eval().requires_grad_(False)
+    schedule = NoiseSchedule(**json.loads((model_dir / "schedule.json").read_text()))
+    return unet, schedule, json.loads((model_dir / "meta.json").read_text())

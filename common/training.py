@@ -1,0 +1,212 @@
+"""One Accelerate training loop for every paper.
+
+What it guarantees (each one is tested in tests/common/test_training.py):
+- The data order and every random draw of step `s` derive from (seed, s, micro-step, rank), not
+  from loader state: a run killed mid-way and resumed from its last checkpoint ends with the
+  same weights as an uninterrupted one.
+- `steps` counts optimizer steps. The LR scheduler is stepped once per optimizer step, whatever
+  the number of processes or accumulation steps (the diffusers multi-GPU warm-up bug).
+- The global batch is split across processes, so 1 or N processes see the same samples per step.
+- Checkpoints go through `accelerator.save_state` into `checkpoint-<step>` (written to a temp dir,
+  then renamed, so a half-written one never looks valid); the newest `keep` are kept.
+- A non-finite loss stops the run with `NonFiniteLossError` before any update; the last good
+  checkpoint stays on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+
+CKPT_PREFIX = "checkpoint-"
+FAULT_ENV = "REPLICATE_KILL_AT_STEP"  # tests: SIGKILL the process when this step begins
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class CorruptCheckpointError(RuntimeError):
+    pass
+
+
+def step_generator(seed: int, *keys: int) -> torch.Generator:
+    """A torch Generator seeded from (seed, *keys): the randomness of one micro-step on one rank."""
+    s = np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(s) >> 1)
+
+
+def global_batch_indices(step: int, batch_size: int, n: int, seed: int) -> np.ndarray:
+    """Indices of the global batch of optimizer step `step`: consecutive slices of a stream of
+    per-epoch permutations (epoch e shuffled with (seed, e)), so it is a pure function of `step`."""
+    start, stop = step * batch_size, (step + 1) * batch_size
+    out, pos = [], start
+    while pos < stop:
+        epoch, off = divmod(pos, n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        take = min(stop - pos, n - off)
+        out.append(perm[off : off + take])
+        pos += take
+    return np.concatenate(out)
+
+
+def list_checkpoints(ckpt_dir: Path) -> List[Path]:
+    """Complete checkpoints (those with train_state.json), oldest first."""
+    if not Path(ckpt_dir).is_dir():
+        return []
+    c = [p for p in Path(ckpt_dir).iterdir() if p.name.startswith(CKPT_PREFIX) and (p / "train_state.json").is_file()]
+    return sorted(c, key=lambda p: int(p.name[len(CKPT_PREFIX):]))
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # unwrapped, with EMA weights copied in
+    history: List[dict] = field(default_factory=list)  # {step, loss, lr}
+    resumed_from: Optional[int] = None
+    steps: int = 0
+    is_main_process: bool = True  # only the main process writes final outputs
+
+
+def train(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
+    data: Sequence[torch.Tensor],
+    cfg: TrainConfig,
+    ckpt_dir: Path,
+    *,
+    desc: str = "train",
+    use_ema: bool = True,
+    ema_snapshots: Sequence[int] = (),
+    snapshot_fn: Optional[Callable[[int, torch.nn.Module], None]] = None,
+    accelerator=None,
+) -> TrainResult:
+    """Train `model` for `cfg.steps` optimizer steps on in-memory tensors `data` (same first dim).
+
+    loss_fn(model, *batch, generator) -> scalar loss for one micro-batch.
+    `snapshot_fn(step, ema_model)` is called at each step in `ema_snapshots` (e.g. the weak-model
+    checkpoint). Returns the unwrapped model with EMA weights (if `use_ema`) and the loss history.
+    """
+    from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
+    ckpt_dir = Path(ckpt_dir)
+    n = data[0].shape[0]
+    P, A, B = acc.num_processes, cfg.grad_accum, cfg.batch_size
+    if B % (P * A):
+        raise ValueError(f"train.batch_size={B} must be divisible by processes x grad_accum = {P} x {A}")
+    micro = B // (P * A)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay) if use_ema else None
+    model, opt = acc.prepare(model, opt)
+    acc.register_for_checkpointing(sched)  # stepped by hand: once per optimizer step
+    if ema is not None:
+        acc.register_for_checkpointing(ema)
+
+    start, history, resumed = 0, [], None
+    ckpts = list_checkpoints(ckpt_dir)
+    if ckpts:
+        last = ckpts[-1]
+        try:
+            acc.load_state(str(last))
+            state = json.loads((last / "train_state.json").read_text())
+        except Exception as e:
+            raise CorruptCheckpointError(
+                f"cannot resume from checkpoint {last}: {type(e).__name__}: {e}. "
+                f"Delete that folder to resume from the previous checkpoint (or the whole {ckpt_dir} to restart)."
+            ) from e
+        start, history, resumed = state["step"], state["history"], state["step"]
+
+    def save(step: int):
+        acc.wait_for_everyone()
+        tmp = ckpt_dir / f".tmp-{CKPT_PREFIX}{step:07d}"
+        final = ckpt_dir / f"{CKPT_PREFIX}{step:07d}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            (tmp / "train_state.json").write_text(json.dumps({"step": step, "history": history}))
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            for old in list_checkpoints(ckpt_dir)[: -cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def ema_model():
+        m = acc.unwrap_model(model)
+        if ema is None:
+            return m
+        import copy
+
+        m = copy.deepcopy(m)
+        ema.copy_to(m.parameters())
+        return m
+
+    model.train()
+    kill_at = int(os.environ.get(FAULT_ENV, -1))
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, disable=not acc.is_local_main_process)
+    for step in bar:
+        if step == kill_at:
+            os.kill(os.getpid(), 9)
+        idx = global_batch_indices(step, B, n, cfg.seed)
+        total = 0.0
+        for k in range(A):
+            lo = (k * P + acc.process_index) * micro
+            batch = [d[idx[lo : lo + micro]] for d in data]
+            gen = step_generator(cfg.seed, step, k, acc.process_index)
+            ctx = acc.no_sync(model) if k < A - 1 else nullcontext()
+            with ctx:
+                loss = loss_fn(model, *batch, gen)
+                check = acc.reduce(loss.detach().reshape(1), "mean")
+                if not torch.isfinite(check).all():
+                    last = list_checkpoints(ckpt_dir)
+                    raise NonFiniteLossError(
+                        f"{desc}: non-finite loss ({check.item()}) at step {step}; no update was applied. "
+                        f"Last good checkpoint: {last[-1] if last else 'none'}. Lower train.lr or check the data."
+                    )
+                acc.backward(loss / A)
+            total += check.item() / A
+        if cfg.grad_clip > 0:
+            acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        if ema is not None:
+            ema.step(acc.unwrap_model(model).parameters())
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            history.append({"step": done, "loss": total, "lr": sched.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{total:.4f}")
+        if snapshot_fn is not None and done in set(ema_snapshots) and acc.is_main_process:
+            snapshot_fn(done, ema_model())
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save(done)
+    bar.close()
+    acc.wait_for_everyone()
+    return TrainResult(model=ema_model(), history=history, resumed_from=resumed, steps=cfg.steps,
+                       is_main_process=acc.is_main_process)
+
+
+def save_model_atomic(model, out_dir: Path):
+    """`save_pretrained` into a temp dir, then rename: a half-written model never looks valid."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name("." + out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)

@@ -1,0 +1,39 @@
+"""Schema of papers/epsilon_scaling/params.yaml (extends the root schema; unknown keys fail)."""
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from common.config import RootConfig
+
+
+@dataclass
+class SamplerConfig:
+    method: str = "ddpm"  # ddpm (ADM's ancestral sampler, as in the paper's Table 1) | ddim
+    spacing: str = "linspace"  # ADM respacing
+    clip_x0: bool = True  # the official code clips x0_hat; without it ES diverges at the first step
+    guidance_scale: float = 1.0  # plain conditional sampling: no classifier-free guidance
+
+
+@dataclass
+class CompareConfig:
+    nfe: List[int] = field(default_factory=lambda: [10, 20, 50])
+    num_samples: int = 500
+    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
+    b: Optional[float] = None  # None: the argmin of the sweep (chosen on the sweep's own seeds)
+    linear_nfe: int = 20  # where the linear schedule k t + b is compared
+    linear_b0: float = 1.0  # lambda on the last step of the linear schedule
+
+
+@dataclass
+class SweepConfig:
+    nfe: int = 20
+    b: List[float] = field(default_factory=lambda: [1.0, 1.005, 1.01, 1.015, 1.02, 1.03])
+    num_samples: int = 300
+    seeds: List[int] = field(default_factory=lambda: [100, 101, 102])
+
+
+@dataclass
+class EpsilonScalingConfig(RootConfig):
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)

@@ -1,0 +1,145 @@
+"""Stage `report`: claims -> verdicts, plots and reports/epsilon_scaling/README.md, logged to MLflow."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common.claims import evaluate_claims, load_claims
+from common.config import load_config, resolve, to_dict
+from common.evaluation import mean_ci
+from common.report import fmt, plt, table, write_paper_report
+from common.tracking import git_sha, log_run
+from papers.epsilon_scaling.config import EpsilonScalingConfig
+
+PAPER = "epsilon_scaling"
+HERE = Path(__file__).parent
+
+
+def _ci_curve(rows, x_key, xs, metric, **where):
+    m, lo, hi = [], [], []
+    for x in xs:
+        vals = [r[metric] for r in rows if r.get(x_key) == x and all(r.get(k) == v for k, v in where.items())]
+        a, b, c = mean_ci(vals)
+        m.append(a), lo.append(b), hi.append(c)
+    return np.array(m), np.array(lo), np.array(hi)
+
+
+def side_by_side(left: Path, right: Path, out: Path, titles):
+    p = plt()
+    fig, axes = p.subplots(1, 2, figsize=(10, 5.4))
+    for ax, path, title in zip(axes, (left, right), titles):
+        ax.imshow(Image.open(path), cmap="gray")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    p.close(fig)
+
+
+def main(argv=None):
+    cfg = load_config(EpsilonScalingConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
+    out = resolve(cfg, cfg.paths.reports, PAPER)
+    res = json.loads((out / "results.json").read_text())
+    rows, fid, b_star = res["rows"], res["metric"], res["b_star"]
+    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows)
+    figs = out / "figures"
+    figs.mkdir(exist_ok=True)
+    p = plt()
+    c, sw = cfg.compare, cfg.sweep
+
+    # FID vs NFE with 95% intervals over seeds
+    fig, ax = p.subplots(figsize=(5, 3.4))
+    for arm, label in (("baseline", "baseline (λ = 1)"), ("method", f"ES (λ = {b_star:g})")):
+        m, lo, hi = _ci_curve(rows, "nfe", c.nfe, fid, stage="compare", arm=arm, group="uniform")
+        ax.errorbar(c.nfe, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label=label)
+    ax.set(xlabel="sampling steps (NFE)", ylabel=fid, xscale="log", xticks=c.nfe, xticklabels=[str(n) for n in c.nfe])
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(figs / "fid_vs_nfe.png", dpi=120)
+    p.close(fig)
+
+    # FID vs b (the U-shaped curve)
+    fig, ax = p.subplots(figsize=(5, 3.4))
+    m, lo, hi = _ci_curve(rows, "b", sw.b, fid, stage="sweep")
+    ax.plot(sw.b, m, marker="o")
+    ax.fill_between(sw.b, lo, hi, alpha=0.25, label="95% CI over seeds")
+    ax.axvline(b_star, color="gray", ls="--", label=f"b* = {b_star:g}")
+    ax.set(xlabel="b (uniform λ)", ylabel=fid, title=f"{sw.nfe} steps, {sw.num_samples} samples x {len(sw.seeds)} seeds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(figs / "fid_vs_b.png", dpi=120)
+    p.close(fig)
+
+    n0 = min(c.nfe)
+    side_by_side(out / "samples" / f"nfe{n0}_baseline_uniform.png", out / "samples" / f"nfe{n0}_method_uniform.png",
+                 figs / f"samples_nfe{n0}.png", [f"baseline, {n0} steps", f"ES b={b_star:g}, {n0} steps"])
+
+    # tables
+    keys = [k for k in rows[0] if "[" in k]
+    comp = []
+    for nfe in c.nfe:
+        arms = [("baseline", "uniform", "baseline λ=1"), ("method", "uniform", f"ES uniform b={b_star:g}")]
+        if nfe == c.linear_nfe:
+            arms.append(("method", "linear", f"ES linear k={res['k_linear']:.2g}, b={c.linear_b0:g}"))
+        for arm, group, label in arms:
+            sel = [r for r in rows if r["stage"] == "compare" and r["nfe"] == nfe and r["arm"] == arm
+                   and r["group"] == group]
+            cells = []
+            for k in keys:
+                mm, l, h = mean_ci([r[k] for r in sel])
+                cells.append(f"{fmt(mm)} [{fmt(l)}, {fmt(h)}]")
+            comp.append([nfe, label] + cells)
+    sweep_tab = [[b, *(f"{fmt(a)} [{fmt(l)}, {fmt(h)}]" for a, l, h in [(m[i], lo[i], hi[i])])]
+                 for i, b in enumerate(sw.b)]
+    sections = [
+        "## Results\n\n"
+        f"Mean and 95% interval over sampling seeds {list(c.seeds)} ({c.num_samples} samples each). "
+        f"b* = {b_star:g} was chosen on the sweep seeds {list(sw.seeds)}, which are disjoint from these.\n\n"
+        + table(["NFE", "sampler"] + keys, comp)
+        + "\n\n![FID vs NFE](figures/fid_vs_nfe.png)",
+        f"## FID vs b ({sw.nfe} steps)\n\n"
+        + table(["b", f"{fid} (mean [95% CI])"], sweep_tab)
+        + "\n\n![FID vs b](figures/fid_vs_b.png)",
+        f"## Samples ({n0} steps, same initial noise and labels on both sides)\n\n"
+        f"![samples](figures/samples_nfe{n0}.png)",
+        "## Reading the result\n\n"
+        "The paper's numbers come from ADM on CIFAR-10 with 50k samples and Inception features; ours from the "
+        f"shared {cfg.data.resolution}x{cfg.data.resolution} class-conditional MNIST model (step "
+        f"{res['base_model_step']}) and the in-repo `{res['backbone']}` feature space, so only directions and "
+        "relative effects are comparable, not absolute FIDs.",
+    ]
+    protocol = {
+        "profile": cfg.profile, "base model": f"models/base_model (step {res['base_model_step']})",
+        "sampler": f"{cfg.sampler.method}, {cfg.sampler.spacing} respacing, x0 clipped={cfg.sampler.clip_x0}, "
+                   f"guidance {cfg.sampler.guidance_scale}",
+        "feature extractor": res["backbone"], "reference set": f"held-out split, {res['num_reference']} images",
+        "compare": f"NFE {list(c.nfe)}, {c.num_samples} samples x seeds {list(c.seeds)}",
+        "sweep": f"NFE {sw.nfe}, b in {list(sw.b)}, {sw.num_samples} samples x seeds {list(sw.seeds)}",
+        "model calls": f"{res['model_calls']:,}", "wall time (evaluate)": f"{res['eval_seconds']:.0f} s",
+        "git sha": git_sha(),
+    }
+    intro = ("**Paper:** Ning et al., *Elucidating the Exposure Bias in Diffusion Models*, ICLR 2024 "
+             "([arXiv:2308.15321](https://arxiv.org/abs/2308.15321)). **Idea:** divide the predicted noise by "
+             "λ_t > 1 at sampling time to undo exposure bias, without retraining. Implementation: "
+             "[`papers/epsilon_scaling/method.py`](../../papers/epsilon_scaling/method.py).")
+    path = write_paper_report(resolve(cfg, cfg.paths.reports), PAPER, "Epsilon Scaling (Ning et al., ICLR 2024)",
+                              intro, verdicts, sections, protocol)
+    summary = {f"{v.id}.effect": v.effect for v in verdicts}
+    summary.update({"b_star": b_star, "eval_seconds": res["eval_seconds"]})
+    for nfe in c.nfe:
+        for arm in ("baseline", "method"):
+            vals = [r[fid] for r in rows if r["stage"] == "compare" and r["nfe"] == nfe and r["arm"] == arm
+                    and r["group"] == "uniform"]
+            summary[f"{fid}.nfe{nfe}.{arm}"] = float(np.mean(vals))
+    d = to_dict(cfg)
+    log_run(cfg, PAPER, "report", {k: d[k] for k in ("sampler", "compare", "sweep")}, summary,
+            artifacts=[path, figs, out / "results.json"],
+            tags={"verdicts": ", ".join(f"{v.id}={v.verdict}" for v in verdicts)})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

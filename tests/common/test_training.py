@@ -1,0 +1,137 @@
+"""The shared Accelerate loop: determinism, resume after a kill, NaN guard, corrupt checkpoints,
+step counting, and a real 2-process run (torchrun + gloo on CPU)."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from common.config import TrainConfig
+from common.training import (CorruptCheckpointError, NonFiniteLossError, global_batch_indices, list_checkpoints,
+                             train)
+from tinyrepo import make_tiny_repo, run_stage
+
+
+def _toy(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    g = torch.Generator().manual_seed(123)
+    x = torch.randn(64, 4, generator=g)
+    y = x.sum(1, keepdim=True)
+    return model, (x, y)
+
+
+def _loss(m, xb, yb, gen):
+    noise = 0.01 * torch.randn(xb.shape, generator=gen)
+    return torch.mean((m(xb + noise) - yb) ** 2)
+
+
+def _cfg(**kw):
+    base = dict(steps=12, batch_size=16, lr=1e-2, warmup_steps=2, checkpoint_every=4, keep_checkpoints=2, seed=3,
+                log_every=2, ema_decay=0.9)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(m):
+    return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+
+def test_same_seed_same_weights(tmp_path):
+    a = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "a")
+    b = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "b")
+    assert torch.equal(_weights(a.model), _weights(b.model))
+    assert a.history == b.history
+    c = train(*_toy()[:1], _loss, _toy()[1], _cfg(seed=4), tmp_path / "c")
+    assert not torch.equal(_weights(a.model), _weights(c.model))
+
+
+def test_batches_are_a_pure_function_of_step():
+    n, b = 10, 4
+    stream = [global_batch_indices(s, b, n, seed=1) for s in range(5)]
+    assert all(len(s) == b for s in stream)
+    first_epoch = torch.tensor(list(stream[0]) + list(stream[1]) + list(stream[2][:2]))
+    assert sorted(first_epoch.tolist()) == list(range(n))  # each epoch is a permutation
+    assert (global_batch_indices(3, b, n, seed=1) == stream[3]).all()
+
+
+def test_resume_in_process_matches_uninterrupted(tmp_path):
+    """8 steps, then the same run continued to 12 (constant-with-warm-up LR: the horizon does not matter)."""
+    full = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "full")
+    train(*_toy()[:1], _loss, _toy()[1], _cfg(steps=8), tmp_path / "part")
+    resumed = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "part")
+    assert resumed.resumed_from == 8
+    assert torch.equal(_weights(full.model), _weights(resumed.model))
+    assert full.history == resumed.history
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    def bad_loss(m, xb, yb, gen, calls=[0]):
+        calls[0] += 1
+        loss = _loss(m, xb, yb, gen)
+        return loss * float("nan") if calls[0] > 6 else loss
+
+    with pytest.raises(NonFiniteLossError, match=r"step 6.*checkpoint-0000004"):
+        train(*_toy()[:1], bad_loss, _toy()[1], _cfg(), tmp_path / "ck")
+    assert [p.name for p in list_checkpoints(tmp_path / "ck")] == ["checkpoint-0000004"]
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    train(*_toy()[:1], _loss, _toy()[1], _cfg(steps=4), tmp_path / "ck")
+    last = list_checkpoints(tmp_path / "ck")[-1]
+    weights = next(last.glob("model*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CorruptCheckpointError, match=str(last)):
+        train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "ck")
+
+
+def test_half_written_checkpoint_is_ignored(tmp_path):
+    train(*_toy()[:1], _loss, _toy()[1], _cfg(steps=4), tmp_path / "ck")
+    (tmp_path / "ck" / "checkpoint-0000008").mkdir()  # no train_state.json: an interrupted save
+    assert [p.name for p in list_checkpoints(tmp_path / "ck")] == ["checkpoint-0000004"]
+
+
+# ---------------------------------------------------------------- the real stage, killed and resumed
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    root = make_tiny_repo(tmp_path_factory.mktemp("tiny"))
+    run_stage(root, "common.stages.prepare_data")
+    return root
+
+
+def _unet_weights(path: Path):
+    return load_file(str(path / "diffusion_pytorch_model.safetensors"))
+
+
+def test_killed_training_resumes_to_identical_weights(tiny_root):
+    # uninterrupted reference run
+    run_stage(tiny_root, "common.stages.train_base_model", "paths.models=models_ref", "paths.runs=runs_ref")
+    # killed at step 14 (checkpoints every 10), then rerun: resumes from step 10
+    killed = run_stage(tiny_root, "common.stages.train_base_model", env_extra={"REPLICATE_KILL_AT_STEP": "14"},
+                       check=False)
+    assert killed.returncode != 0
+    assert [p.name for p in list_checkpoints(tiny_root / "runs/base_model/checkpoints")] == ["checkpoint-0000010"]
+    assert not (tiny_root / "models/base_model").exists()  # nothing half-written that looks valid
+    out = run_stage(tiny_root, "common.stages.train_base_model")
+    assert json.loads(out.stdout.strip().splitlines()[-1])["resumed_from"] == 10
+    ref, res = _unet_weights(tiny_root / "models_ref/base_model"), _unet_weights(tiny_root / "models/base_model")
+    assert ref.keys() == res.keys()
+    assert all(torch.equal(ref[k], res[k]) for k in ref)
+
+
+def test_two_process_cpu_run(tiny_root):
+    """torchrun starts 2 processes; Accelerator(cpu=True) joins their gloo group; steps are counted once."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m"]
+    run_stage(tiny_root, "common.stages.train_base_model", "paths.models=models_2p", "paths.runs=runs_2p",
+              launcher=launcher)
+    ck = list_checkpoints(tiny_root / "runs_2p/base_model/checkpoints")[-1]
+    state = json.loads((ck / "train_state.json").read_text())
+    assert state["step"] == 20
+    sched = torch.load(ck / "custom_checkpoint_0.pkl", weights_only=False)  # the LR scheduler
+    assert sched["last_epoch"] == 20  # LR scheduler stepped once per optimizer step, not once per process
+    assert (tiny_root / "models_2p/base_model/diffusion_pytorch_model.safetensors").is_file()
+    assert sorted(p.name for p in ck.glob("random_states_*.pkl")) == ["random_states_0.pkl", "random_states_1.pkl"]

@@ -1,0 +1,81 @@
+"""End to end: `dvc repro papers/epsilon_scaling/dvc.yaml` on the tiny profile in a temporary copy.
+
+Asserts on what the pipeline wrote: the shared stages' outputs, the report and its verdicts,
+the index, the DVC lock files, and the MLflow runs; then that a second `dvc repro` is a no-op.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tinyrepo import env_for, make_tiny_repo
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory):
+    root = make_tiny_repo(tmp_path_factory.mktemp("e2e"), git=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "papers/epsilon_scaling/dvc.yaml"], cwd=root,
+                          env=env_for(root), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return root, proc
+
+
+def test_stages_ran_in_order(repro):
+    root, proc = repro
+    order = [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
+    assert order == ["prepare_data", "train_classifier", "train_base_model", "evaluate_base_model",
+                     "papers/epsilon_scaling/dvc.yaml:evaluate", "papers/epsilon_scaling/dvc.yaml:report"]
+    assert (root / "dvc.lock").is_file() and (root / "papers/epsilon_scaling/dvc.lock").is_file()
+
+
+def test_report_and_verdicts(repro):
+    root, _ = repro
+    report = (root / "reports/epsilon_scaling/README.md").read_text()
+    verdicts = json.loads((root / "reports/epsilon_scaling/verdicts.json").read_text())
+    ids = [v["id"] for v in verdicts["verdicts"]]
+    assert ids == ["es-lowers-fid-nfe10", "es-lowers-fid-nfe20", "es-lowers-fid-nfe50", "es-linear-lowers-fid-nfe20",
+                   "fid-vs-b-u-shaped"]
+    for v in verdicts["verdicts"]:
+        assert v["verdict"] in ("reproduced", "not reproduced", "inconclusive")
+        assert v["n_seeds"] == 3
+        assert v["id"] in report
+    assert verdicts["profile"] == "tiny"
+    for fig in ("fid_vs_nfe.png", "fid_vs_b.png", "samples_nfe10.png"):
+        assert (root / "reports/epsilon_scaling/figures" / fig).stat().st_size > 1000
+    assert "fid[digits-classifier]" in report  # the metric names its backbone
+    results = json.loads((root / "reports/epsilon_scaling/results.json").read_text())
+    assert results["b_star"] in (1.0, 1.02, 1.05)
+    assert len([r for r in results["rows"] if r["stage"] == "sweep"]) == 3 * 3
+    index = (root / "reports/README.md").read_text()
+    assert "[epsilon_scaling](epsilon_scaling/README.md)" in index and "[base_model](base_model/README.md)" in index
+
+
+def test_mlflow_runs(repro):
+    root, _ = repro
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
+    exp = client.get_experiment_by_name("epsilon_scaling")
+    assert exp is not None
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.tags["profile"] == "tiny" and run.data.tags["dvc_stage"].endswith("report")
+    assert len(run.data.tags["git_sha"]) >= 40
+    results = json.loads((root / "reports/epsilon_scaling/results.json").read_text())
+    assert run.data.metrics["b_star"] == results["b_star"]  # MLflow gets the same numbers as the DVC JSON
+    arts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "README.md" in arts and "figures" in arts
+    shared = client.get_experiment_by_name("shared")
+    names = {r.info.run_name for r in client.search_runs([shared.experiment_id])}
+    assert names == {"train_classifier", "train_base_model", "evaluate_base_model"}
+
+
+def test_second_repro_is_a_noop(repro):
+    root, _ = repro
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "papers/epsilon_scaling/dvc.yaml"], cwd=root,
+                          env=env_for(root), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0
+    assert "Running stage" not in proc.stdout
