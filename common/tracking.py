@@ -23,14 +23,23 @@ def tracking_uri(cfg: Optional[RootConfig] = None) -> str:
 
 
 def git_sha() -> str:
+    """HEAD of the repository, with `-dirty` when tracked files differ from it."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root(), capture_output=True, text=True, timeout=10)
+        root = repo_root()
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         sha = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_root(),
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, ValueError):
         return "unknown"
+
+
+def _store_dir(uri: str) -> Path:
+    """Folder of the sqlite store (artifacts and the writers' lock live beside it)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).parent
+    return repo_root()
 
 
 def metric_name(key: str) -> str:
@@ -68,12 +77,12 @@ def log_run(
     from filelock import FileLock
 
     uri = tracking_uri(cfg)
-    lock_path = uri[len("sqlite:///"):] + ".lock" if uri.startswith("sqlite:///") else str(repo_root() / ".mlflow.lock")
-    with FileLock(lock_path, timeout=600):
+    store = _store_dir(uri)
+    with FileLock(str(store / ".mlflow.lock"), timeout=600):
         mlflow.set_tracking_uri(uri)
         exp = mlflow.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else mlflow.create_experiment(
-            experiment, artifact_location=(repo_root() / "mlartifacts" / experiment).as_uri()
+            experiment, artifact_location=(store / "mlartifacts" / experiment).as_uri()
         )
         all_tags = {
             "git_sha": git_sha(),

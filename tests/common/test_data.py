@@ -90,3 +90,21 @@ def test_model_range_roundtrip():
     torch.testing.assert_close(to_uint8(f), x, rtol=0, atol=0)
     # out-of-range floats are clamped
     assert to_uint8(torch.tensor([-3.0, 0.0, 2.0])).tolist() == [0, 128, 255]
+
+
+def test_full_profile_source_loads_through_datasets_from_a_path(tmp_path):
+    """CIFAR-10-style data (PIL images + labels) saved with `datasets` at a local path goes through prepare()."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    from common.data import load_split, prepare
+
+    rng = np.random.default_rng(0)
+    imgs = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(40)]
+    src = tmp_path / "cifar_like"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"img": imgs, "label": [i % 10 for i in range(40)]})}
+                         ).save_to_disk(str(src))
+    prepare("cifar10", 16, 10, 0, tmp_path / "prepared", source=str(src))
+    x, y = load_split(tmp_path / "prepared", "train")
+    assert x.shape == (30, 3, 16, 16) and x.dtype.is_floating_point is False and len(y) == 30
