@@ -156,6 +156,14 @@ def load_split(data_dir: Path, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, dtype=np.int64))
 
 
+def balanced_subset(labels: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:
+    """n indices with classes in the order 0,1,..,K-1,0,1,.. (the balance of generated sample sets), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    per_class = [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
+    per_class = [ix[torch.randperm(len(ix), generator=g)] for ix in per_class]
+    return torch.stack([per_class[j % num_classes][j // num_classes] for j in range(n)])
+
+
 def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1], the diffusion models' data range."""
     return x_uint8.float() / 127.5 - 1.0

@@ -11,7 +11,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
 
@@ -46,9 +46,29 @@ def verdict_table(verdicts: List[Verdict]) -> str:
                  rows)
 
 
+def select(rows: List[dict], **where) -> List[dict]:
+    """The result rows whose fields equal every `where` value."""
+    return [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+
+
+def ci_cell(values: Sequence[float]) -> str:
+    """'mean [lo, hi]' with a Student-t 95% interval over repeats (seeds)."""
+    from .evaluation import mean_ci
+
+    m, lo, hi = mean_ci(values)
+    return f"{fmt(m)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def ci_curve(rows: List[dict], x_key: str, xs: Sequence, metric: str, **where):
+    """(mean, lo, hi) arrays of `metric` over seeds at each x, for plots with intervals."""
+    from .evaluation import mean_ci
+
+    stats = [mean_ci([r[metric] for r in select(rows, **{x_key: x}, **where)]) for x in xs]
+    return tuple(np.array(v) for v in zip(*stats))
+
+
 def save_grid(images_uint8, path: Path, nrow: int = 10):
     """A PNG grid of uint8 [N, C, H, W] images, upscaled 4x so small digits are legible."""
-    import torch
     import torch.nn.functional as F
     from torchvision.utils import save_image
 
@@ -74,6 +94,21 @@ def plt():
     import matplotlib.pyplot as p
 
     return p
+
+
+def side_by_side(left: Path, right: Path, out: Path, titles: Sequence[str]):
+    """Two PNG grids next to each other with titles (e.g. baseline vs method on the same noise)."""
+    from PIL import Image
+
+    p = plt()
+    fig, axes = p.subplots(1, 2, figsize=(10, 5.4))
+    for ax, path, title in zip(axes, (left, right), titles):
+        ax.imshow(Image.open(path), cmap="gray")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    p.close(fig)
 
 
 def protocol_table(protocol: Dict[str, object]) -> str:

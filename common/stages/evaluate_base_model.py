@@ -14,8 +14,9 @@ import torch
 
 from common.claims import evaluate_claims, load_claims
 from common.config import RootConfig, load_config, resolve, to_dict
-from common.data import load_split, to_uint8
-from common.diffusion import SamplingSpec, generate_all, unet_fn
+from common.data import balanced_subset, load_split, to_uint8
+from common.diffusion import unet_fn
+from common.sampling import SamplingSpec, generate_all
 from common.evaluation import SampleScorer
 from common.models import load_diffusion_model
 from common.report import class_grid, fmt, plt, save_grid, table, write_paper_report
@@ -55,10 +56,9 @@ def main(argv=None):
             xg, _ = generate_all(unet_fn(unet), schedule, grid_spec, shape, k)
             save_grid(to_uint8(xg), figs / "samples_method_guidance2.png")
 
-    # Noise floor: real training images of the same count scored like samples.
+    # Noise floor: real training images, as many and as class-balanced as the samples, scored like samples.
     xr, yr = load_split(data_dir, "train")
-    g = torch.Generator().manual_seed(cfg.seed)
-    pick = torch.randperm(len(xr), generator=g)[: ev.num_samples]
+    pick = balanced_subset(yr, ev.num_samples, max(k, 1), cfg.seed)  # same class balance as the samples
     real = {"arm": "real", "seed": cfg.seed, **scorer.score(xr[pick], yr[pick])}
     save_grid(class_grid(xr[pick], yr[pick], num_classes=max(k, 1)), figs / "real.png", nrow=max(k, 1))
 
@@ -87,7 +87,7 @@ def main(argv=None):
     sections = [
         "## Results\n\n"
         f"Mean ± std over sampling seeds {list(ev.seeds)}; {ev.num_samples} samples each, DDIM {ev.nfe} steps, "
-        f"guidance scale {ev.guidance_scale}. FID 95% bootstrap interval (seed {ev.seeds[0]}): "
+        f"guidance scale {ev.guidance_scale}. FID 95% bias-corrected bootstrap interval (seed {ev.seeds[0]}, resampling samples and reference): "
         f"final [{fmt(fid_ci['method'][0])}, {fmt(fid_ci['method'][1])}], "
         f"weak [{fmt(fid_ci['baseline'][0])}, {fmt(fid_ci['baseline'][1])}].\n\n"
         + table(["model"] + keys, res_rows),

@@ -27,7 +27,7 @@ class CompareConfig:
 @dataclass
 class SweepConfig:
     nfe: int = 20
-    b: List[float] = field(default_factory=lambda: [1.0, 1.005, 1.01, 1.015, 1.02, 1.03])
+    b: List[float] = field(default_factory=lambda: [1.0, 1.005, 1.01, 1.02, 1.03, 1.05])
     num_samples: int = 300
     seeds: List[int] = field(default_factory=lambda: [100, 101, 102])
 

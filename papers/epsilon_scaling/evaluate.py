@@ -12,11 +12,11 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 from common.config import load_config, resolve
 from common.data import to_uint8
-from common.diffusion import SamplingSpec, generate_all, unet_fn
+from common.diffusion import unet_fn
+from common.sampling import SamplingSpec, generate_all
 from common.evaluation import SampleScorer
 from common.models import load_diffusion_model
 from common.report import save_grid

@@ -16,13 +16,13 @@ Two schedules for lambda (Sec. 5, Table 1 and the "kt+b" rows):
     linear:   lambda_t = k * t' + b                (t' = respaced step index, 0 = last step)
 
 Everything else (the network, the noise schedule, the sampler) is the shared substrate in
-common/diffusion.py; this file only changes the model output, through the sampler's
+common/sampling.py; this file only changes the model output, through the sampler's
 `model_output` hook.
 """
 
 from __future__ import annotations
 
-from common.diffusion import Hooks
+from common.sampling import Hooks
 
 
 def epsilon_scale(i: int, num_steps: int, b: float, k: float = 0.0) -> float:

@@ -5,38 +5,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from common.claims import evaluate_claims, load_claims
 from common.config import load_config, resolve, to_dict
-from common.evaluation import mean_ci
-from common.report import fmt, plt, table, write_paper_report
+from common.report import ci_cell, ci_curve, plt, select, side_by_side, table, write_paper_report
 from common.tracking import git_sha, log_run
 from papers.epsilon_scaling.config import EpsilonScalingConfig
 
 PAPER = "epsilon_scaling"
 HERE = Path(__file__).parent
-
-
-def _ci_curve(rows, x_key, xs, metric, **where):
-    m, lo, hi = [], [], []
-    for x in xs:
-        vals = [r[metric] for r in rows if r.get(x_key) == x and all(r.get(k) == v for k, v in where.items())]
-        a, b, c = mean_ci(vals)
-        m.append(a), lo.append(b), hi.append(c)
-    return np.array(m), np.array(lo), np.array(hi)
-
-
-def side_by_side(left: Path, right: Path, out: Path, titles):
-    p = plt()
-    fig, axes = p.subplots(1, 2, figsize=(10, 5.4))
-    for ax, path, title in zip(axes, (left, right), titles):
-        ax.imshow(Image.open(path), cmap="gray")
-        ax.set_title(title)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    p.close(fig)
 
 
 def main(argv=None):
@@ -53,7 +30,7 @@ def main(argv=None):
     # FID vs NFE with 95% intervals over seeds
     fig, ax = p.subplots(figsize=(5, 3.4))
     for arm, label in (("baseline", "baseline (λ = 1)"), ("method", f"ES (λ = {b_star:g})")):
-        m, lo, hi = _ci_curve(rows, "nfe", c.nfe, fid, stage="compare", arm=arm, group="uniform")
+        m, lo, hi = ci_curve(rows, "nfe", c.nfe, fid, stage="compare", arm=arm, group="uniform")
         ax.errorbar(c.nfe, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label=label)
     ax.set(xlabel="sampling steps (NFE)", ylabel=fid, xscale="log", xticks=c.nfe, xticklabels=[str(n) for n in c.nfe])
     ax.legend()
@@ -63,7 +40,7 @@ def main(argv=None):
 
     # FID vs b (the U-shaped curve)
     fig, ax = p.subplots(figsize=(5, 3.4))
-    m, lo, hi = _ci_curve(rows, "b", sw.b, fid, stage="sweep")
+    m, lo, hi = ci_curve(rows, "b", sw.b, fid, stage="sweep")
     ax.plot(sw.b, m, marker="o")
     ax.fill_between(sw.b, lo, hi, alpha=0.25, label="95% CI over seeds")
     ax.axvline(b_star, color="gray", ls="--", label=f"b* = {b_star:g}")
@@ -85,15 +62,9 @@ def main(argv=None):
         if nfe == c.linear_nfe:
             arms.append(("method", "linear", f"ES linear k={res['k_linear']:.2g}, b={c.linear_b0:g}"))
         for arm, group, label in arms:
-            sel = [r for r in rows if r["stage"] == "compare" and r["nfe"] == nfe and r["arm"] == arm
-                   and r["group"] == group]
-            cells = []
-            for k in keys:
-                mm, l, h = mean_ci([r[k] for r in sel])
-                cells.append(f"{fmt(mm)} [{fmt(l)}, {fmt(h)}]")
-            comp.append([nfe, label] + cells)
-    sweep_tab = [[b, *(f"{fmt(a)} [{fmt(l)}, {fmt(h)}]" for a, l, h in [(m[i], lo[i], hi[i])])]
-                 for i, b in enumerate(sw.b)]
+            sel = select(rows, stage="compare", nfe=nfe, arm=arm, group=group)
+            comp.append([nfe, label] + [ci_cell([r[k] for r in sel]) for k in keys])
+    sweep_tab = [[b, ci_cell([r[fid] for r in select(rows, stage="sweep", b=b)])] for b in sw.b]
     sections = [
         "## Results\n\n"
         f"Mean and 95% interval over sampling seeds {list(c.seeds)} ({c.num_samples} samples each). "
@@ -131,8 +102,7 @@ def main(argv=None):
     summary.update({"b_star": b_star, "eval_seconds": res["eval_seconds"]})
     for nfe in c.nfe:
         for arm in ("baseline", "method"):
-            vals = [r[fid] for r in rows if r["stage"] == "compare" and r["nfe"] == nfe and r["arm"] == arm
-                    and r["group"] == "uniform"]
+            vals = [r[fid] for r in select(rows, stage="compare", nfe=nfe, arm=arm, group="uniform")]
             summary[f"{fid}.nfe{nfe}.{arm}"] = float(np.mean(vals))
     d = to_dict(cfg)
     log_run(cfg, PAPER, "report", {k: d[k] for k in ("sampler", "compare", "sweep")}, summary,

@@ -1,4 +1,4 @@
-"""common/diffusion.py against diffusers' schedulers on the same tiny random UNet and the same noise.
+"""common/diffusion.py and common/sampling.py against diffusers' schedulers on the same tiny random UNet and the same noise.
 
 - DDIM (eta = 0 and 1) and ancestral DDPM, with and without x0 clipping, every timestep spacing;
 - the ADM respacing (`linspace`) checked against diffusers' DDIMScheduler run on the respaced chain
@@ -13,20 +13,18 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from common.diffusion import (
+from common.diffusion import NoiseSchedule, denoising_loss, unet_fn
+from common.sampling import (
     Hooks,
-    NoiseSchedule,
     SampleNoise,
     SamplingSpec,
     balanced_labels,
     classifier_free_guidance,
-    denoising_loss,
     generate,
     generate_all,
     sample,
     sample_seeds,
     timesteps,
-    unet_fn,
 )
 
 SHAPE = (2, 2, 8, 8)  # batch 2, 2 channels, 8x8

@@ -2,7 +2,6 @@
 step counting, and a real 2-process run (torchrun + gloo on CPU)."""
 
 import json
-import shutil
 import sys
 from pathlib import Path
 

@@ -16,7 +16,8 @@ from scipy.optimize import brentq
 
 from common.claims import load_claims
 from common.config import load_config
-from common.diffusion import Hooks, NoiseSchedule, sample, timesteps
+from common.diffusion import NoiseSchedule
+from common.sampling import Hooks, sample, timesteps
 from papers.epsilon_scaling.config import EpsilonScalingConfig
 from papers.epsilon_scaling.method import EpsilonScaling, epsilon_scale, linear_k_for_mean
 
@@ -76,7 +77,7 @@ def exact_eps(x, t, c):
 
 
 def final_std(n: int, lam: float) -> float:
-    """|c| of x_0 = c x_T through common.diffusion.sample with the EpsilonScaling hook."""
+    """|c| of x_0 = c x_T through common.sampling.sample with the EpsilonScaling hook."""
     x_T = torch.ones(1, 1, dtype=torch.float64)
     out = sample(exact_eps, SCHEDULE, lambda: x_T.clone(), None, timesteps(n, 1000, "linspace"),
                  method="ddim", eta=0.0, clip_x0=False, hooks=EpsilonScaling(n, lam))
@@ -84,7 +85,7 @@ def final_std(n: int, lam: float) -> float:
 
 
 def final_std_scalar(n: int, lam: float) -> float:
-    """The same recursion in plain float64 scalars, independent of common.diffusion."""
+    """The same recursion in plain float64 scalars, independent of common.sampling."""
     ab = SCHEDULE.alphas_cumprod.numpy()
     ts = np.round(np.linspace(0, 999, n))[::-1].astype(int)
     c = 1.0
