@@ -14,11 +14,8 @@ import time
 import numpy as np
 
 from common.config import load_config, resolve
-from common.data import to_uint8
-from common.diffusion import unet_fn
-from common.sampling import SamplingSpec, generate_all
-from common.evaluation import SampleScorer
-from common.models import load_diffusion_model
+from common.experiment import BaseModelExperiment
+from common.sampling import SamplingSpec
 from common.report import save_grid
 from common.seeding import seed_everything
 from papers.epsilon_scaling.config import EpsilonScalingConfig
@@ -31,23 +28,17 @@ def main(argv=None):
     cfg = load_config(EpsilonScalingConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
     seed_everything(cfg.seed)
     t0 = time.time()
-    unet, schedule, meta = load_diffusion_model(resolve(cfg, cfg.paths.models, "base_model"))
-    scorer = SampleScorer(resolve(cfg, cfg.paths.data, "prepared"), resolve(cfg, cfg.paths.models, "classifier"),
-                          cfg.data.name)
+    exp = BaseModelExperiment(cfg)
+    scorer = exp.scorer
     out = resolve(cfg, cfg.paths.reports, PAPER)
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    shape = (unet.config.in_channels, cfg.data.resolution, cfg.data.resolution)
-    k_classes = meta["num_classes"]
     s = cfg.sampler
-    calls = {"model_calls": 0}
 
     def run(nfe, seed, n, b=1.0, k=0.0):
         spec = SamplingSpec(n, nfe, s.method, spacing=s.spacing, guidance_scale=s.guidance_scale, seed=seed,
                             clip_x0=s.clip_x0)
-        x, y = generate_all(unet_fn(unet), schedule, spec, shape, k_classes,
-                            hooks_factory=lambda: EpsilonScaling(nfe, b, k), progress=True)
-        calls["model_calls"] += n * nfe
-        return to_uint8(x), y
+        img, y, _ = exp.sample(spec, lambda: EpsilonScaling(nfe, b, k))
+        return img, y
 
     rows = []
     # 1. the b sweep (U-shaped curve), on its own seeds
@@ -82,10 +73,10 @@ def main(argv=None):
 
     results = {"b_star": b_star, "k_linear": k_lin, "sweep_mean_fid": mean_curve, "metric": fid,
                "backbone": scorer.backbone, "num_reference": scorer.num_reference, "rows": rows,
-               "model_calls": calls["model_calls"], "eval_seconds": time.time() - t0,
-               "base_model_step": meta["step"]}
+               "model_calls": exp.model_calls, "eval_seconds": time.time() - t0,
+               "base_model_step": exp.meta["step"]}
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"b* = {b_star}; {calls['model_calls']} model calls in {time.time() - t0:.0f} s")
+    print(f"b* = {b_star}; {exp.model_calls} model calls in {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":
