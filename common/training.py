@@ -60,6 +60,21 @@ def global_batch_indices(step: int, batch_size: int, n: int, seed: int) -> np.nd
     return np.concatenate(out)
 
 
+def fingerprint(config: dict, files: Sequence[Path] = ()) -> str:
+    """Identity of a training run: its configuration and the source files that define it.
+
+    Checkpoints carry it; `train` resumes only from checkpoints with the same fingerprint, so a
+    rerun after a code or parameter change (DVC keeps `persist: true` folders) starts afresh
+    instead of silently continuing the old run.
+    """
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def list_checkpoints(ckpt_dir: Path) -> List[Path]:
     """Complete checkpoints (those with train_state.json), oldest first."""
     if not Path(ckpt_dir).is_dir():
@@ -89,12 +104,14 @@ def train(
     ema_snapshots: Sequence[int] = (),
     snapshot_fn: Optional[Callable[[int, torch.nn.Module], None]] = None,
     accelerator=None,
+    run_fingerprint: str = "",
 ) -> TrainResult:
     """Train `model` for `cfg.steps` optimizer steps on in-memory tensors `data` (same first dim).
 
     loss_fn(model, *batch, generator) -> scalar loss for one micro-batch.
     `snapshot_fn(step, ema_model)` is called at each step in `ema_snapshots` (e.g. the weak-model
-    checkpoint). Returns the unwrapped model with EMA weights (if `use_ema`) and the loss history.
+    checkpoint); write snapshots inside the persistent run folder, since a resumed run does not
+    pass that step again. `run_fingerprint` (see `fingerprint`) guards resume. Returns the unwrapped model with EMA weights (if `use_ema`) and the loss history.
     """
     from accelerate import Accelerator
     from diffusers.optimization import get_scheduler
@@ -119,6 +136,14 @@ def train(
 
     start, history, resumed = 0, [], None
     ckpts = list_checkpoints(ckpt_dir)
+    if ckpts and json.loads((ckpts[-1] / "train_state.json").read_text()).get("fingerprint", "") != run_fingerprint:
+        acc.print(f"{desc}: checkpoints in {ckpt_dir} belong to another configuration or code version; starting afresh")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            for c in ckpts:
+                shutil.rmtree(c, ignore_errors=True)
+        acc.wait_for_everyone()
+        ckpts = []
     if ckpts:
         last = ckpts[-1]
         try:
@@ -140,7 +165,8 @@ def train(
         acc.wait_for_everyone()
         acc.save_state(str(tmp))
         if acc.is_main_process:
-            (tmp / "train_state.json").write_text(json.dumps({"step": step, "history": history}))
+            (tmp / "train_state.json").write_text(
+                json.dumps({"step": step, "history": history, "fingerprint": run_fingerprint}))
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
             for old in list_checkpoints(ckpt_dir)[: -cfg.keep_checkpoints]:

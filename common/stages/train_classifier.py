@@ -7,9 +7,13 @@ only as meaningful as the classifier is good.
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+import common.models
+import common.training
 
 from common.config import RootConfig, TrainConfig, load_config, resolve, to_dict
 from common.data import load_split, to_model_range
@@ -17,7 +21,7 @@ from common.evaluation import backbone_name, save_classifier
 from common.models import Classifier, count_parameters
 from common.seeding import seed_everything
 from common.tracking import log_run
-from common.training import train
+from common.training import fingerprint, train
 
 
 def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 1) -> torch.Tensor:
@@ -44,8 +48,10 @@ def main(argv=None):
         return F.cross_entropy(m(random_shift(to_model_range(xb), gen)), yb)
 
     t0 = time.time()
+    run_id = fingerprint({"classifier": to_dict(cfg)["classifier"], "data": to_dict(cfg)["data"]},
+                         [Path(__file__), Path(common.training.__file__), Path(common.models.__file__)])
     res = train(model, loss_fn, (x, y), tcfg, resolve(cfg, cfg.paths.runs, "classifier", "checkpoints"),
-                desc="classifier", use_ema=False)
+                desc="classifier", use_ema=False, run_fingerprint=run_id)
     if not res.is_main_process:
         return
     model = res.model.eval()

@@ -68,6 +68,17 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
     assert full.history == resumed.history
 
 
+def test_checkpoints_of_another_run_are_not_resumed(tmp_path):
+    """A rerun after a code or parameter change must start afresh, not continue the old run."""
+    train(*_toy()[:1], _loss, _toy()[1], _cfg(steps=8), tmp_path / "ck", run_fingerprint="old")
+    again = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "ck", run_fingerprint="old")
+    assert again.resumed_from == 8
+    fresh = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "ck", run_fingerprint="new")
+    ref = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "ref", run_fingerprint="new")
+    assert fresh.resumed_from is None
+    assert torch.equal(_weights(fresh.model), _weights(ref.model))
+
+
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     def bad_loss(m, xb, yb, gen, calls=[0]):
         calls[0] += 1
