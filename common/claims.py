@@ -15,6 +15,8 @@ baseline, and its Student-t interval over seeds decides:
   reproduced      interval above 0 and mean effect >= min_effect
   not reproduced  interval below 0, or entirely below min_effect
   inconclusive    otherwise
+`bound` claims check a per-seed quantity stays below `max` (e.g. a cost overhead): the effect per seed
+is max - value, tested as above.
 `u_shape` claims take rows with a swept parameter: the minimiser p* of the seed-mean curve must be
 an interior grid point (and above `argmin_above` if given); the effect per seed is
 min(y(first), y(last)) - y(p*), tested as above.
@@ -34,7 +36,7 @@ from .evaluation import mean_ci
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 _CLAIM_KEYS = {"id", "source", "paper", "test", "statement"}
-_TEST_KEYS = {"kind", "metric", "compare", "where", "min_effect", "relative", "param", "argmin_above"}
+_TEST_KEYS = {"kind", "metric", "compare", "where", "min_effect", "relative", "param", "argmin_above", "max"}
 
 
 @dataclass
@@ -144,11 +146,28 @@ def _u_shape(claim: dict, rows: List[dict]) -> Verdict:
                     "interior": interior})
 
 
+def _bound(claim: dict, rows: List[dict]) -> Verdict:
+    t = claim["test"]
+    per_seed: Dict[int, List[float]] = defaultdict(list)
+    for r in rows:
+        if _matches(r, t.get("where")):
+            per_seed[r["seed"]].append(_value(r, t["metric"]))
+    values = {s: float(np.mean(v)) for s, v in sorted(per_seed.items())}
+    v, mean, ci = decide([t["max"] - x for x in values.values()], t.get("min_effect", 0.0))
+    return Verdict(claim["id"], claim.get("statement", ""), claim["source"], claim["paper"], v, mean, ci,
+                   len(values), {"metric": t["metric"], "max": t["max"], "per_seed": values})
+
+
+KINDS = {"compare": _compare, "u_shape": _u_shape, "bound": _bound}
+
+
 def evaluate_claims(claims: List[dict], rows: List[dict]) -> List[Verdict]:
     out = []
     for c in claims:
         kind = c["test"].get("kind", "compare")
-        out.append({"compare": _compare, "u_shape": _u_shape}[kind](c, rows))
+        if kind not in KINDS:
+            raise ValueError(f"claim {c['id']}: unknown test kind '{kind}' (one of {sorted(KINDS)})")
+        out.append(KINDS[kind](c, rows))
     return out
 
 

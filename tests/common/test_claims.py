@@ -189,3 +189,14 @@ def test_repository_claim_files_are_valid():
     assert files
     for f in files:
         assert load_claims(f), f
+
+
+def test_bound_claim_on_overhead():
+    from common.claims import evaluate_claims
+
+    claim = {"id": "cheap", "source": "s", "paper": {}, "test": {"kind": "bound", "metric": "overhead", "max": 0.1}}
+    small = [{"seed": s, "overhead": o} for s, o in ((1, 0.02), (1, 0.03), (2, 0.01), (3, 0.04))]
+    large = [{"seed": s, "overhead": o} for s, o in ((1, 0.5), (2, 0.6), (3, 0.55))]
+    assert evaluate_claims([claim], small)[0].verdict == "reproduced"
+    assert evaluate_claims([claim], small)[0].detail["per_seed"][1] == pytest.approx(0.025)
+    assert evaluate_claims([claim], large)[0].verdict == "not reproduced"
