@@ -13,7 +13,7 @@ class SweepConfig:
     sampler: str = "ddim"
     nfe: int = 10
     window: List[int] = field(default_factory=lambda: [2, 10, 40, 80])
-    cutoff: List[int] = field(default_factory=lambda: [100, 300, 500])
+    cutoff: List[int] = field(default_factory=lambda: [300, 500])
     num_samples: int = 500
     seeds: List[int] = field(default_factory=lambda: [100])
 
@@ -22,7 +22,7 @@ class SweepConfig:
 class CompareConfig:
     samplers: List[str] = field(default_factory=lambda: ["ddim", "ddpm"])  # TS-DDIM and TS-DDPM
     nfe: List[int] = field(default_factory=lambda: [5, 10, 20])
-    num_samples: int = 500
+    num_samples: int = 400
     seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
     window: Optional[int] = None  # None: the sweep's choice ("tuned" arm)
     cutoff: Optional[int] = None
