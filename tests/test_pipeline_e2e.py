@@ -79,3 +79,19 @@ def test_second_repro_is_a_noop(repro):
                           env=env_for(root), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0
     assert "Running stage" not in proc.stdout
+
+
+def test_second_paper_reuses_the_shared_stages(repro):
+    """`dvc repro papers/time_shift/dvc.yaml` after the first paper: only its own stages run."""
+    root, _ = repro
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "papers/time_shift/dvc.yaml"], cwd=root,
+                          env=env_for(root), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    order = [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
+    assert order == ["papers/time_shift/dvc.yaml:evaluate", "papers/time_shift/dvc.yaml:report"]
+    verdicts = json.loads((root / "reports/time_shift/verdicts.json").read_text())["verdicts"]
+    assert [v["id"] for v in verdicts] == ["ts-ddim-lowers-fid-nfe5", "ts-ddim-lowers-fid-nfe10",
+                                           "ts-ddim-tuned-lowers-fid-nfe10", "ts-ddpm-lowers-fid-nfe10",
+                                           "ts-small-overhead"]
+    assert all(v["n_seeds"] == 3 for v in verdicts)
+    assert "[time_shift](time_shift/README.md)" in (root / "reports/README.md").read_text()
