@@ -34,15 +34,6 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Intra-op threads spin against other processes on a 2-core machine (100x slower); tiny tensors need one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_unet(seed=0, out_channels=2, num_class_embeds=None):
     torch.manual_seed(seed)
     return UNet2DModel(sample_size=8, in_channels=2, out_channels=out_channels, block_out_channels=(8, 16),
