@@ -8,8 +8,8 @@ import numpy as np
 
 from common.claims import evaluate_claims, load_claims
 from common.config import load_config, resolve, to_dict
-from common.report import ci_cell, ci_curve, plt, select, side_by_side, table, write_paper_report
-from common.tracking import git_sha, log_run
+from common.publish import publish, sampling_protocol
+from common.report import ci_cell, ci_curve, plt, select, side_by_side, table
 from papers.epsilon_scaling.config import EpsilonScalingConfig
 
 PAPER = "epsilon_scaling"
@@ -82,32 +82,24 @@ def main(argv=None):
         f"{res['base_model_step']}) and the in-repo `{res['backbone']}` feature space, so only directions and "
         "relative effects are comparable, not absolute FIDs.",
     ]
-    protocol = {
-        "profile": cfg.profile, "base model": f"models/base_model (step {res['base_model_step']})",
-        "sampler": f"{cfg.sampler.method}, {cfg.sampler.spacing} respacing, x0 clipped={cfg.sampler.clip_x0}, "
-                   f"guidance {cfg.sampler.guidance_scale}",
-        "feature extractor": res["backbone"], "reference set": f"held-out split, {res['num_reference']} images",
-        "compare": f"NFE {list(c.nfe)}, {c.num_samples} samples x seeds {list(c.seeds)}",
-        "sweep": f"NFE {sw.nfe}, b in {list(sw.b)}, {sw.num_samples} samples x seeds {list(sw.seeds)}",
-        "model calls": f"{res['model_calls']:,}", "wall time (evaluate)": f"{res['eval_seconds']:.0f} s",
-        "git sha": git_sha(),
-    }
+    protocol = sampling_protocol(
+        cfg, res,
+        sampler=f"{cfg.sampler.method}, {cfg.sampler.spacing} respacing, x0 clipped={cfg.sampler.clip_x0}, "
+                f"guidance {cfg.sampler.guidance_scale}",
+        compare=f"NFE {list(c.nfe)}, {c.num_samples} samples x seeds {list(c.seeds)}",
+        sweep=f"NFE {sw.nfe}, b in {list(sw.b)}, {sw.num_samples} samples x seeds {list(sw.seeds)}")
     intro = ("**Paper:** Ning et al., *Elucidating the Exposure Bias in Diffusion Models*, ICLR 2024 "
              "([arXiv:2308.15321](https://arxiv.org/abs/2308.15321)). **Idea:** divide the predicted noise by "
              "λ_t > 1 at sampling time to undo exposure bias, without retraining. Implementation: "
              "[`papers/epsilon_scaling/method.py`](../../papers/epsilon_scaling/method.py).")
-    path = write_paper_report(resolve(cfg, cfg.paths.reports), PAPER, "Epsilon Scaling (Ning et al., ICLR 2024)",
-                              intro, verdicts, sections, protocol)
-    summary = {f"{v.id}.effect": v.effect for v in verdicts}
-    summary.update({"b_star": b_star, "eval_seconds": res["eval_seconds"]})
+    metrics = {"b_star": b_star, "eval_seconds": res["eval_seconds"]}
     for nfe in c.nfe:
         for arm in ("baseline", "method"):
             vals = [r[fid] for r in select(rows, stage="compare", nfe=nfe, arm=arm, group="uniform")]
-            summary[f"{fid}.nfe{nfe}.{arm}"] = float(np.mean(vals))
+            metrics[f"{fid}.nfe{nfe}.{arm}"] = float(np.mean(vals))
     d = to_dict(cfg)
-    log_run(cfg, PAPER, "report", {k: d[k] for k in ("sampler", "compare", "sweep")}, summary,
-            artifacts=[path, figs, out / "results.json"],
-            tags={"verdicts": ", ".join(f"{v.id}={v.verdict}" for v in verdicts)})
+    path = publish(cfg, PAPER, "Epsilon Scaling (Ning et al., ICLR 2024)", intro, verdicts, sections, protocol,
+                   {k: d[k] for k in ("sampler", "compare", "sweep")}, metrics, [figs, out / "results.json"])
     print(f"wrote {path}")
 
 

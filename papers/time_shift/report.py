@@ -9,8 +9,8 @@ import numpy as np
 from common.claims import evaluate_claims, load_claims
 from common.config import load_config, resolve, to_dict
 from common.data import load_split, to_model_range
-from common.report import ci_cell, ci_curve, fmt, plt, select, side_by_side, table, write_paper_report
-from common.tracking import git_sha, log_run
+from common.publish import publish, sampling_protocol
+from common.report import ci_cell, ci_curve, fmt, plt, select, side_by_side, table
 from papers.time_shift.config import TimeShiftConfig
 from papers.time_shift.method import sample_variance
 
@@ -99,30 +99,22 @@ def main(argv=None):
         "noisier than its time and is shifted towards larger t. The sweep table shows the effect of window and "
         "cutoff.",
     ]
-    protocol = {
-        "profile": cfg.profile, "base model": f"models/base_model (step {res['base_model_step']})",
-        "samplers": f"{list(cp.samplers)}, {cfg.spacing} respacing, x0 clipped={cfg.clip_x0}, "
-                    f"guidance {cfg.guidance_scale}",
-        "feature extractor": res["backbone"], "reference set": f"held-out split, {res['num_reference']} images",
-        "compare": f"NFE {list(cp.nfe)}, {cp.num_samples} samples x seeds {list(cp.seeds)}",
-        "sweep": f"{sw.sampler} NFE {sw.nfe}, windows {list(sw.window)} x cutoffs {list(sw.cutoff)}, "
-                 f"{sw.num_samples} samples x seeds {list(sw.seeds)}",
-        "model calls": f"{res['model_calls']:,}", "wall time (evaluate)": f"{res['eval_seconds']:.0f} s",
-        "git sha": git_sha(),
-    }
+    protocol = sampling_protocol(
+        cfg, res,
+        samplers=f"{list(cp.samplers)}, {cfg.spacing} respacing, x0 clipped={cfg.clip_x0}, guidance {cfg.guidance_scale}",
+        compare=f"NFE {list(cp.nfe)}, {cp.num_samples} samples x seeds {list(cp.seeds)}",
+        sweep=f"{sw.sampler} NFE {sw.nfe}, windows {list(sw.window)} x cutoffs {list(sw.cutoff)}, "
+              f"{sw.num_samples} samples x seeds {list(sw.seeds)}")
     intro = ("**Paper:** Li, Qu, Yao, Sun, Moens, *Alleviating Exposure Bias in Diffusion Models through Sampling "
              "with Shifted Time Steps*, ICLR 2024 ([arXiv:2305.15583](https://arxiv.org/abs/2305.15583)). "
              "**Idea:** land each sampling step on the nearby timestep whose noise variance matches the sample's "
              "own variance. Implementation: [`papers/time_shift/method.py`](../../papers/time_shift/method.py).")
-    path = write_paper_report(resolve(cfg, cfg.paths.reports), PAPER, "Time-Shift sampler (Li et al., ICLR 2024)",
-                              intro, verdicts, sections, protocol)
-    summary = {f"{v.id}.effect": v.effect for v in verdicts}
-    summary.update({"window": res["window"], "cutoff": res["cutoff"], "eval_seconds": res["eval_seconds"],
-                    "data_pixel_variance": v0})
+    metrics = {"window": res["window"], "cutoff": res["cutoff"], "eval_seconds": res["eval_seconds"],
+               "data_pixel_variance": v0}
     d = to_dict(cfg)
-    log_run(cfg, PAPER, "report", {k: d[k] for k in ("spacing", "clip_x0", "guidance_scale", "sweep", "compare")},
-            summary, artifacts=[path, figs, out / "results.json"],
-            tags={"verdicts": ", ".join(f"{v.id}={v.verdict}" for v in verdicts)})
+    path = publish(cfg, PAPER, "Time-Shift sampler (Li et al., ICLR 2024)", intro, verdicts, sections, protocol,
+                   {k: d[k] for k in ("spacing", "clip_x0", "guidance_scale", "sweep", "compare")}, metrics,
+                   [figs, out / "results.json"])
     print(f"wrote {path}")
 
 
