@@ -95,3 +95,25 @@ def test_second_paper_reuses_the_shared_stages(repro):
                                            "ts-small-overhead"]
     assert all(v["n_seeds"] == 3 for v in verdicts)
     assert "[time_shift](time_shift/README.md)" in (root / "reports/README.md").read_text()
+
+
+def test_comparison_page_pulls_in_its_papers(repro):
+    """`dvc repro papers/exposure_bias/dvc.yaml` after ES and TS: DDPM-IP's training and evaluation run
+    (its rows and models are inputs), ES and TS are reused, and the page joins the index."""
+    root, _ = repro
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "papers/time_shift/dvc.yaml"], cwd=root,
+                   env=env_for(root), capture_output=True, text=True, timeout=600, check=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "papers/exposure_bias/dvc.yaml"], cwd=root,
+                          env=env_for(root), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    order = [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
+    assert order == ["papers/ddpm_ip/dvc.yaml:train", "papers/ddpm_ip/dvc.yaml:evaluate",
+                     "papers/exposure_bias/dvc.yaml:evaluate", "papers/exposure_bias/dvc.yaml:report"]
+    res = json.loads((root / "reports/exposure_bias/results.json").read_text())
+    arms = {r["arm"] for r in res["rows"]}
+    assert arms == {"none", "IP", "ES", "TS", "IP+ES", "IP+TS"}
+    es = json.loads((root / "reports/epsilon_scaling/results.json").read_text())
+    assert res["es_b"] == es["b_star"]  # each fix runs at the setting its own paper selected
+    page = (root / "reports/exposure_bias/README.md").read_text()
+    assert "| IP+ES |" in page and (root / "reports/exposure_bias/figures/fid_vs_nfe.png").stat().st_size > 1000
+    assert "[exposure_bias](exposure_bias/README.md)" in (root / "reports/README.md").read_text()

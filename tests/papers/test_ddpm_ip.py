@@ -1,0 +1,144 @@
+"""DDPM-IP (Ning et al., ICML 2023): the perturbed forward process, its Gaussian-toy closed form,
+and the paper's pipeline on the tiny profile (train both arms -> evaluate -> report)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.claims import load_claims
+from common.config import load_config
+from common.diffusion import NoiseSchedule
+from common.sampling import sample, timesteps
+from papers.ddpm_ip.config import DdpmIpConfig
+from papers.ddpm_ip.method import input_perturbation_loss, ip_optimal_eps, perturbed_x_t
+from tinyrepo import make_tiny_repo, run_stage
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEDULE = NoiseSchedule()  # linear betas 1e-4..0.02, T = 1000
+
+
+# --------------------------------------------------------------------------- the perturbation
+def test_perturbed_x_t_by_hand():
+    """sqrt(ab) x0 + sqrt(1 - ab) (eps + gamma xi) on 2 numbers, ab from the schedule."""
+    x0, eps, xi = torch.tensor([[0.5]]), torch.tensor([[1.0]]), torch.tensor([[-2.0]])
+    ab = float(SCHEDULE.alphas_cumprod[500])  # 0.0778... for the linear schedule
+    got = perturbed_x_t(SCHEDULE, x0.double(), torch.tensor([500]), eps.double(), xi.double(), 0.1)
+    assert float(got) == pytest.approx(np.sqrt(ab) * 0.5 + np.sqrt(1 - ab) * (1.0 - 0.2), rel=1e-12)
+
+
+def test_loss_feeds_the_perturbed_input_and_regresses_the_clean_noise():
+    """Replay the generator in the official order (t, eps, then xi) and compare x_t and the loss."""
+    x0 = torch.linspace(-1, 1, 2 * 1 * 4 * 4).reshape(2, 1, 4, 4)
+    seen = {}
+
+    def model(x_t, t, c):
+        seen["x_t"], seen["t"] = x_t, t
+        return torch.zeros_like(x_t) + 0.25  # a fixed prediction: the loss is ||eps - 0.25||^2
+
+    gamma = 0.1
+    loss = input_perturbation_loss(model, SCHEDULE, x0, None, torch.Generator().manual_seed(7), gamma)
+    g = torch.Generator().manual_seed(7)
+    t = torch.randint(0, SCHEDULE.T, (2,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    xi = torch.randn(x0.shape, generator=g)
+    ab = SCHEDULE.alphas_cumprod[t].float().reshape(2, 1, 1, 1)
+    assert torch.equal(seen["t"], t)
+    torch.testing.assert_close(seen["x_t"], ab.sqrt() * x0 + (1 - ab).sqrt() * (eps + gamma * xi))
+    torch.testing.assert_close(loss, torch.mean((eps - 0.25) ** 2))  # the target is eps, not eps + gamma xi
+    # gamma = 0 is the plain DDPM loss: the input is the forward process itself
+    input_perturbation_loss(model, SCHEDULE, x0, None, torch.Generator().manual_seed(7), 0.0)
+    torch.testing.assert_close(seen["x_t"], ab.sqrt() * x0 + (1 - ab).sqrt() * eps)
+
+
+# --------------------------------------------------------------------------- the Gaussian toy
+S2 = 0.25  # data N(0, 0.5^2)
+
+
+def toy_final_std(n: int, gamma: float) -> float:
+    """DDIM (eta 0, ADM respacing, no clipping) with the exact IP-optimal model; x_0 = c x_T."""
+    def eps_model(x, t, c):
+        ab = SCHEDULE.alpha_bar(t).reshape(-1, *([1] * (x.dim() - 1)))
+        return ip_optimal_eps(x, ab, S2, gamma).to(x.dtype)
+
+    x_T = torch.ones(1, 1, dtype=torch.float64)
+    out = sample(eps_model, SCHEDULE, lambda: x_T.clone(), None, timesteps(n, 1000, "linspace"),
+                 method="ddim", eta=0.0, clip_x0=False)
+    return abs(float(out))
+
+
+@pytest.mark.parametrize("gamma, n, published", [(0.0, 20, 0.430452), (0.0, 100, 0.485848), (0.0, 1000, 0.498495),
+                                                 (0.1, 20, 0.459093), (0.1, 100, 0.512881), (0.1, 1000, 0.525224),
+                                                 (0.15, 20, 0.496559), (0.15, 100, 0.547991),
+                                                 (0.15, 1000, 0.559889)])
+def test_gaussian_toy_matches_the_research_notes(gamma, n, published):
+    assert toy_final_std(n, gamma) == pytest.approx(published, abs=2e-6)
+
+
+def test_ip_optimum_minimises_the_ip_loss():
+    """Monte Carlo check of the closed form: the per-t linear fit of eps on the perturbed x_t."""
+    g = torch.Generator().manual_seed(0)
+    n, gamma, t = 400_000, 0.15, 600
+    ab = float(SCHEDULE.alphas_cumprod[t])
+    x0 = torch.randn(n, generator=g, dtype=torch.float64) * np.sqrt(S2)
+    eps, xi = torch.randn(n, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64)
+    x_t = np.sqrt(ab) * x0 + np.sqrt(1 - ab) * (eps + gamma * xi)
+    slope = float((x_t * eps).sum() / (x_t * x_t).sum())  # least squares eps ~ slope * x_t
+    assert slope == pytest.approx(float(ip_optimal_eps(torch.tensor(1.0, dtype=torch.float64), ab, S2, gamma)),
+                                  rel=5e-3)
+
+
+# --------------------------------------------------------------------------- the paper's files
+@pytest.mark.parametrize("profile", ["cpu", "tiny", "full"])
+def test_params_load_for_every_profile(profile):
+    cfg = load_config(DdpmIpConfig, paper="ddpm_ip", overrides=[f"profile={profile}"], root=REPO)
+    assert cfg.gamma == (0.15 if profile == "full" else 0.1)  # the paper's gamma (0.15 only on CIFAR-10)
+    assert cfg.train_seeds and cfg.eval.seeds
+
+
+def test_claims_file_is_valid():
+    claims = load_claims(REPO / "papers" / "ddpm_ip" / "claims.yaml")
+    assert [c["test"]["where"]["nfe"] for c in claims] == [10, 20, 50, 50]
+
+
+# --------------------------------------------------------------------------- the pipeline, tiny
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = make_tiny_repo(tmp_path_factory.mktemp("ddpm_ip"))
+    for module in ("common.stages.prepare_data", "common.stages.train_classifier", "papers.ddpm_ip.train",
+                   "papers.ddpm_ip.evaluate", "papers.ddpm_ip.report"):
+        run_stage(root, module)
+    return root
+
+
+def test_both_arms_trained_with_identical_budget(tiny):
+    runs = json.loads((tiny / "reports/ddpm_ip/train.json").read_text())["runs"]
+    assert [(r["arm"], r["train_seed"]) for r in runs] == [("baseline", 0), ("method", 0), ("baseline", 1),
+                                                           ("method", 1)]
+    assert {r["steps"] for r in runs} == {12} and {r["params"] for r in runs} == {runs[0]["params"]}
+    assert [r["gamma"] for r in runs[:2]] == [0.0, 0.1]
+    from common.models import load_diffusion_model
+    w = [next(load_diffusion_model(tiny / "models/ddpm_ip" / f"{arm}-seed0")[0].parameters()).detach().clone()
+         for arm in ("baseline", "method")]
+    assert not torch.equal(w[0], w[1])
+
+
+def test_report_has_a_verdict_per_claim(tiny):
+    verdicts = json.loads((tiny / "reports/ddpm_ip/verdicts.json").read_text())["verdicts"]
+    assert [v["id"] for v in verdicts] == ["ip-lowers-fid-ddim10", "ip-lowers-fid-ddim20", "ip-lowers-fid-ddim50",
+                                           "ip-lowers-fid-ddpm50"]
+    assert all(v["n_seeds"] == 4 for v in verdicts)  # 2 training seeds x 2 sampling seeds, paired
+    report = (tiny / "reports/ddpm_ip/README.md").read_text()
+    assert "Spread over training seeds" in report
+    assert (tiny / "reports/ddpm_ip/figures/fid_vs_nfe.png").stat().st_size > 1000
+
+
+def test_training_resumes_identically(tiny):
+    """Rerunning the stage with its checkpoints in place is a no-op that reproduces the same weights."""
+    from common.models import load_diffusion_model
+    before = next(load_diffusion_model(tiny / "models/ddpm_ip/method-seed1")[0].parameters()).detach().clone()
+    run_stage(tiny, "papers.ddpm_ip.train")
+    after = next(load_diffusion_model(tiny / "models/ddpm_ip/method-seed1")[0].parameters()).detach().clone()
+    assert torch.equal(before, after)
