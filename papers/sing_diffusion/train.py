@@ -1,0 +1,109 @@
+"""Stage `train`: the time-free SingDiffusion net ybar_phi(c) on the prepared training split.
+
+Loss at t = 1 (papers/sing_diffusion/method.py): E || x_0 - ybar_phi(c) ||^2, with the label dropped
+to the null class at `train.cond_dropout` so the net also learns ybar_u for guidance. Uses the
+shared Accelerate loop (common/training.py: EMA, checkpoints in runs/sing_diffusion/checkpoints,
+resume). Writes runs/sing_diffusion/net and reports/sing_diffusion/train.json, whose
+`max_abs_error_vs_class_means` compares the net with the closed form E[x0 | c] (class means).
+"""
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import common.data
+import common.training
+from common.config import load_config, resolve, to_dict
+from common.data import load_split, to_model_range
+from common.seeding import seed_everything
+from common.training import fingerprint, train
+from papers.sing_diffusion import method
+from papers.sing_diffusion.config import SingDiffusionConfig
+from papers.sing_diffusion.method import SingDiffusionNet, singularity_loss
+
+PAPER = "sing_diffusion"
+
+
+def save_net(net: SingDiffusionNet, out_dir: Path, meta: dict):
+    """Weights (safetensors) + constructor arguments, written to a temp dir then renamed."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name("." + out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / "model.safetensors"))
+    (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def load_net(net_dir: Path) -> SingDiffusionNet:
+    from safetensors.torch import load_file
+
+    net_dir = Path(net_dir)
+    if not (net_dir / "config.json").is_file():
+        raise FileNotFoundError(f"SingDiffusion net not found at {net_dir}; it is written by the stage "
+                                f"`train` (run `dvc repro papers/sing_diffusion/dvc.yaml:train`)")
+    meta = json.loads((net_dir / "config.json").read_text())
+    net = SingDiffusionNet(meta["num_classes"], meta["shape"], meta["embed_dim"], meta["hidden"])
+    net.load_state_dict(load_file(str(net_dir / "model.safetensors")))
+    return net.eval().requires_grad_(False)
+
+
+def class_means(x0: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The closed form the net should learn: E[x0 | c] for c < K, and E[x0] for the null class K."""
+    means = [x0[y == c].mean(0) for c in range(num_classes)]
+    return torch.stack(means + [x0.mean(0)])
+
+
+def main(argv=None):
+    cfg = load_config(SingDiffusionConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
+    tc = cfg.train
+    seed_everything(tc.seed)
+    x, y = load_split(resolve(cfg, cfg.paths.data, "prepared"), "train")
+    x0 = to_model_range(x)
+    k = cfg.base_model.unet.num_classes
+    if k == 0:  # unconditional base model: every image belongs to the null class
+        y = torch.zeros_like(y)
+    net = SingDiffusionNet(k, x0.shape[1:], cfg.net.embed_dim, cfg.net.hidden)
+
+    def loss_fn(model, xb, yb, gen):
+        return singularity_loss(model, xb, yb, gen, tc.cond_dropout if k else 0.0)
+
+    config = {"net": dataclasses.asdict(cfg.net), "train": dataclasses.asdict(tc),
+              "data": dataclasses.asdict(cfg.data), "num_classes": k}
+    run_id = fingerprint(config, [Path(__file__), Path(method.__file__), Path(common.training.__file__),
+                                  Path(common.data.__file__)])
+    run_dir = resolve(cfg, cfg.paths.runs, PAPER)
+    t0 = time.time()
+    res = train(net, loss_fn, (x0, y), tc, run_dir / "checkpoints", desc="SingDiffusion net",
+                run_fingerprint=run_id)
+    seconds = time.time() - t0
+    if not res.is_main_process:
+        return
+    trained = res.model.eval()
+    with torch.no_grad():
+        pred = trained(torch.arange(k + 1))
+    target = class_means(x0, y, k) if k else x0.mean(0, keepdim=True)
+    err = (pred - target).abs()
+    save_net(trained, run_dir / "net", {"num_classes": k, "shape": list(x0.shape[1:]),
+                                        "embed_dim": cfg.net.embed_dim, "hidden": cfg.net.hidden,
+                                        "config": to_dict(cfg)["train"]})
+    metrics = {"final_loss": res.history[-1]["loss"], "train_seconds": seconds, "steps": res.steps,
+               "params": sum(p.numel() for p in trained.parameters()),
+               "max_abs_error_vs_class_means": float(err.max()), "mean_abs_error_vs_class_means": float(err.mean()),
+               "resumed_from": res.resumed_from or 0}
+    out = resolve(cfg, cfg.paths.reports, PAPER)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train.json").write_text(json.dumps({**metrics, "history": res.history}, indent=2))
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()
