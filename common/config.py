@@ -129,6 +129,55 @@ class BaseModelConfig:
 
 
 @dataclass
+class KnowledgeConfig:
+    """Knowledge base of real facts and the pretraining corpus stating a subset (common/knowledge.py)."""
+
+    relations: List[str] = field(default_factory=lambda: ["capital", "continent", "currency", "language",
+                                                          "calling_code", "demonym"])
+    max_entities: int = 0  # > 0: keep the first n facts per relation (tiny runs)
+    split: List[float] = field(default_factory=lambda: [0.5, 0.15, 0.35])  # train / dev / test per relation
+    frequencies: List[int] = field(default_factory=lambda: [0, 2, 6, 20, 60, 200, 600])  # mentions in the corpus
+    frequency_weights: List[float] = field(default_factory=lambda: [2, 1, 1, 1, 1, 1, 1])  # share of facts per bucket
+    qa_share: float = 0.34  # share of mentions written as "Q: ... A: ..." lines (the probe format)
+    lexicon_mentions: int = 4  # neutral typed-list mentions of every name (no fact stated)
+    lines_per_doc: int = 8
+    seed: int = 0
+
+
+@dataclass
+class LMModelConfig:
+    """A `transformers` GPT-2 trained from scratch (common/lm.py)."""
+
+    n_layer: int = 2
+    n_embd: int = 128
+    n_head: int = 4
+    n_positions: int = 128
+    dropout: float = 0.0
+
+
+@dataclass
+class LMTrainConfig:
+    seq_len: int = 128  # packed training windows (few-shot probes must fit in them)
+    epochs: float = 3.0  # passes over the corpus: a fact of frequency k is seen k x epochs times
+    batch_size: int = 32
+    lr: float = 1e-2
+    warmup_steps: int = 50
+    lr_schedule: str = "cosine"
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 1
+    seed: int = 0
+    log_every: int = 20
+
+
+@dataclass
+class KnowledgeLMConfig:
+    model: LMModelConfig = field(default_factory=LMModelConfig)
+    train: LMTrainConfig = field(default_factory=LMTrainConfig)
+
+
+@dataclass
 class RootConfig:
     profile: str = "cpu"
     seed: int = 0
@@ -137,6 +186,8 @@ class RootConfig:
     data: DataConfig = field(default_factory=DataConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     base_model: BaseModelConfig = field(default_factory=BaseModelConfig)
+    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
+    knowledge_lm: KnowledgeLMConfig = field(default_factory=KnowledgeLMConfig)
 
 
 C = TypeVar("C", bound=RootConfig)

@@ -117,3 +117,47 @@ def test_comparison_page_pulls_in_its_papers(repro):
     page = (root / "reports/exposure_bias/README.md").read_text()
     assert "| IP+ES |" in page and (root / "reports/exposure_bias/figures/fid_vs_nfe.png").stat().st_size > 1000
     assert "[exposure_bias](exposure_bias/README.md)" in (root / "reports/README.md").read_text()
+
+
+GROUP_A_SAMPLING = {  # paper -> (its stages in order, number of claims); each on the cached shared stages
+    "cads": (["evaluate", "report"], 11),
+    "cdr_pareto": (["evaluate", "report"], 7),
+    "residual_correction": (["simulate", "train", "evaluate", "report"], 6),
+    "align_your_steps": (["evaluate", "report"], 9),
+    "sing_diffusion": (["train", "evaluate", "report"], 12),
+}
+
+
+@pytest.mark.parametrize("paper", sorted(GROUP_A_SAMPLING))
+def test_sampling_papers_run_on_the_cached_base_model(repro, paper):
+    """Each issue-4 paper: only its own stages run, every claim gets a verdict over 3 seeds, index row."""
+    root, _ = repro
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", f"papers/{paper}/dvc.yaml"], cwd=root,
+                          env=env_for(root), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    order = [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
+    stages, n_claims = GROUP_A_SAMPLING[paper]
+    assert order == [f"papers/{paper}/dvc.yaml:{s}" for s in stages]
+    verdicts = json.loads((root / f"reports/{paper}/verdicts.json").read_text())["verdicts"]
+    assert len(verdicts) == n_claims
+    assert all(v["verdict"] in ("reproduced", "not reproduced", "inconclusive") for v in verdicts)
+    assert all(v["n_seeds"] == 3 for v in verdicts if not v["id"].startswith("rc-correction-few"))
+    assert f"[{paper}]({paper}/README.md)" in (root / "reports/README.md").read_text()
+
+
+def test_new_knowledge_pulls_in_the_language_model_stages(repro):
+    """`dvc repro papers/new_knowledge/dvc.yaml`: builds the knowledge base and pretrains the LM (shared
+    stages), then SliCK categories, fine-tuning and the report; the diffusion stages are not touched."""
+    root, _ = repro
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "papers/new_knowledge/dvc.yaml"], cwd=root,
+                          env=env_for(root), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    order = [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
+    assert order == ["build_knowledge", "pretrain_lm", "papers/new_knowledge/dvc.yaml:categorize",
+                     "papers/new_knowledge/dvc.yaml:finetune", "papers/new_knowledge/dvc.yaml:report"]
+    verdicts = json.loads((root / "reports/new_knowledge/verdicts.json").read_text())["verdicts"]
+    assert [v["id"] for v in verdicts] == ["unknown-fitted-slower", "unknown-hurts-at-convergence",
+                                           "early-stop-mitigates", "linear-model-beta-unk-negative",
+                                           "linear-model-beta-kn-positive"]
+    assert all(v["n_seeds"] == 3 for v in verdicts)
+    assert "[new_knowledge](new_knowledge/README.md)" in (root / "reports/README.md").read_text()
