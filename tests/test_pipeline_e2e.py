@@ -27,8 +27,10 @@ def repro(tmp_path_factory):
 def test_stages_ran_in_order(repro):
     root, proc = repro
     order = [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
-    assert order == ["prepare_data", "train_classifier", "train_base_model", "evaluate_base_model",
-                     "papers/epsilon_scaling/dvc.yaml:evaluate", "papers/epsilon_scaling/dvc.yaml:report"]
+    # DVC orders independent stages as it likes (train_classifier and train_base_model only need the data)
+    assert order[0] == "prepare_data" and sorted(order[1:3]) == ["train_base_model", "train_classifier"]
+    assert order[3:] == ["evaluate_base_model", "papers/epsilon_scaling/dvc.yaml:evaluate",
+                         "papers/epsilon_scaling/dvc.yaml:report"]
     assert (root / "dvc.lock").is_file() and (root / "papers/epsilon_scaling/dvc.lock").is_file()
 
 
