@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP = {".venv", ".git", "data", "models", "runs", "metrics", "reports", "mlflow.db", "mlartifacts",
+SKIP = {".venv", ".ci-venv", ".git", "data", "models", "runs", "metrics", "reports", "mlflow.db", "mlartifacts",
         ".pytest_cache", "benchmarks", "__pycache__", ".dvc"}
 
 
@@ -16,8 +16,8 @@ def make_tiny_repo(dest: Path, git: bool = False) -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for item in ROOT.iterdir():
-        if item.name in SKIP or item.name.endswith(".lock"):
-            continue
+        if item.name in SKIP or item.name.endswith(".lock") or (item / "pyvenv.cfg").is_file():
+            continue  # virtual environments (.venv, .ci-venv, ...) are never part of the copy
         if item.is_dir():
             shutil.copytree(item, dest / item.name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
