@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Type, TypeVar
+from typing import Dict, List, Optional, Sequence, Type, TypeVar
 
 import yaml
 from omegaconf import OmegaConf
@@ -178,6 +178,65 @@ class KnowledgeLMConfig:
 
 
 @dataclass
+class ScenesConfig:
+    """Captioned scenes of real MNIST digits with graded caption noise (common/scenes.py)."""
+
+    source: str = "mnist"  # a common.data source of digit images with labels (tiny: sklearn digits)
+    heldout_digits: int = 1000  # MNIST digits reserved for the test scenes
+    n_hq: int = 5000  # clean, uniform digit classes
+    n_pool: int = 30000  # mixed quality, long-tailed digit classes
+    n_probe_train: int = 2000  # clean single-digit scenes for linear probes
+    n_test: int = 2000  # clean scenes from held-out digits
+    pool_noise: Dict[str, float] = field(default_factory=lambda: {"wrong_colour": 0.15, "wrong_digit": 0.15, "unrelated": 0.3})
+    tail_ratio: float = 30.0  # pool: digit 0 is tail_ratio x as frequent as digit 9
+    count_probs: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # 1, 2, 3 digits (hq, pool)
+    test_count_probs: List[float] = field(default_factory=lambda: [2.0, 1.0, 1.0])  # half single-digit scenes
+    seed: int = 0
+
+
+@dataclass
+class ClipModelConfig:
+    """A small CLIP dual encoder from open_clip's blocks (common/clip.py)."""
+
+    embed_dim: int = 64
+    image_tower: str = "cnn"  # cnn (common.clip.SmallCNN) | resnet (open_clip ModifiedResNet) | vit (open_clip ViT)
+    cnn_widths: List[int] = field(default_factory=lambda: [32, 64, 128])
+    resnet_layers: List[int] = field(default_factory=lambda: [1, 1, 1, 1])
+    resnet_width: int = 16
+    vit_width: int = 96
+    vit_layers: int = 4
+    vit_patch: int = 8
+    vit_head_width: int = 32
+    text_width: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    context_length: int = 32
+
+
+@dataclass
+class ClipTrainConfig:
+    samples: int = 80000  # samples seen (steps = samples / batch_size)
+    batch_size: int = 256
+    lr: float = 2e-3
+    warmup_steps: int = 20
+    lr_schedule: str = "cosine"
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 1
+    seed: int = 0
+    log_every: int = 10
+
+
+@dataclass
+class SceneClipConfig:
+    """The shared small CLIP trained on the clean `hq` split: teacher scores and embeddings."""
+
+    model: ClipModelConfig = field(default_factory=ClipModelConfig)
+    train: ClipTrainConfig = field(default_factory=ClipTrainConfig)
+
+
+@dataclass
 class RootConfig:
     profile: str = "cpu"
     seed: int = 0
@@ -188,6 +247,8 @@ class RootConfig:
     base_model: BaseModelConfig = field(default_factory=BaseModelConfig)
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
     knowledge_lm: KnowledgeLMConfig = field(default_factory=KnowledgeLMConfig)
+    scenes: ScenesConfig = field(default_factory=ScenesConfig)
+    scene_clip: SceneClipConfig = field(default_factory=SceneClipConfig)
 
 
 C = TypeVar("C", bound=RootConfig)

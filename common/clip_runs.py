@@ -1,0 +1,98 @@
+"""One data experiment = one CLIP trained on a subset of scenes, then scored: cached and resumable.
+
+The data papers train many small CLIPs that differ only in their training pairs (a filtered subset,
+a pool mix, a curated sample) or budget. `run_clip` gives each a folder under the paper's persistent
+runs directory: checkpoints (resume after a kill), the score card after training, and score cards at
+intermediate budgets (`eval_samples`, e.g. after each epoch for QQT's repetition curves), written
+as they are computed so a resumed run does not lose them. A finished run with the same fingerprint
+(configuration + subset + code) is read back instead of retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+import common.clip
+import common.training
+from common.clip import build_clip, evaluate_clip, train_clip
+from common.scenes import Scenes
+from common.training import fingerprint
+
+
+def subset_digest(scenes: Scenes) -> str:
+    """Identity of a training set: its captions and image bytes."""
+    h = hashlib.sha256("\n".join(scenes.captions).encode())
+    h.update(scenes.images.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_clip(name: str, train_set: Scenes, spec, t, *, seed: int, run_dir: Path, tok, probe: Scenes, test: Scenes,
+             samples: Optional[int] = None, eval_samples: Sequence[int] = (), extra: Optional[dict] = None,
+             evaluate: Callable = evaluate_clip) -> dict:
+    """Train a CLIP (`spec`, `t` with seed and `samples` samples seen) on `train_set`; return its score card.
+
+    The result dict holds the final metrics plus `train_seconds`, `samples_seen`, `n_train` and, if
+    `eval_samples` is given, `curve`: [{samples_seen, **metrics}] at those budgets (multiples of the batch).
+    """
+    from dataclasses import asdict, replace
+
+    t = replace(t, seed=seed)
+    samples = samples or t.samples
+    folder = Path(run_dir) / name
+    conf = {"name": name, "model": asdict(spec), "train": asdict(t), "samples": samples,
+            "eval_samples": list(eval_samples), "data": subset_digest(train_set), "extra": extra or {}}
+    fp = fingerprint(conf, [Path(common.clip.__file__), Path(common.training.__file__), Path(__file__)])
+    done = folder / "result.json"
+    if done.is_file():
+        res = json.loads(done.read_text())
+        if res.get("fingerprint") == fp:
+            return res
+    folder.mkdir(parents=True, exist_ok=True)
+    curve_file = folder / "curve.json"
+    curve = json.loads(curve_file.read_text()) if curve_file.is_file() else {}
+    if curve.get("fingerprint") != fp:
+        curve = {"fingerprint": fp, "points": []}
+    steps_at = {max(1, int(round(s / t.batch_size))): s for s in eval_samples}
+
+    def snapshot(step, model):
+        m = evaluate(model.eval(), tok, probe, test, spec.context_length)
+        model.train()
+        curve["points"].append({"samples_seen": step * t.batch_size, **m})
+        curve_file.write_text(json.dumps(curve))
+
+    model = build_clip(spec, tok, seed)
+    t0 = time.time()
+    res = train_clip(model, tok, train_set, t, folder / "checkpoints", context_length=spec.context_length,
+                     desc=name, run_fingerprint=fp, samples=samples, ema_snapshots=sorted(steps_at),
+                     snapshot_fn=snapshot if steps_at else None)
+    seconds = time.time() - t0
+    metrics = evaluate(res.model.eval(), tok, probe, test, spec.context_length)
+    out = {"name": name, "seed": seed, "fingerprint": fp, "n_train": len(train_set),
+           "samples_seen": res.steps * t.batch_size, "train_seconds": seconds,
+           "resumed_from": res.resumed_from, **(extra or {}), **metrics}
+    if steps_at:
+        out["curve"] = sorted(curve["points"], key=lambda p: p["samples_seen"])
+    done.write_text(json.dumps(out, indent=2))
+    return out
+
+
+def error(metrics: dict, key: str = "zero_shot_mean") -> float:
+    """1 - accuracy: the 'error' of scaling-law fits."""
+    return 1.0 - float(metrics[key])
+
+
+def top_fraction(scores: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices of the top `fraction` of `scores`: exactly round(fraction * N) items, ties broken by index.
+
+    DataComp's `apply_filter` keeps score >= the score at position n of the descending order, i.e.
+    n + 1 items plus ties; we keep exactly n so that subsets of equal fraction have equal size.
+    """
+    n = int(round(fraction * len(scores)))
+    order = np.lexsort((np.arange(len(scores)), -np.asarray(scores, dtype=np.float64)))
+    return np.sort(order[:n])
