@@ -1,0 +1,51 @@
+"""Schema of papers/qqt_data_filtering/params.yaml (extends the root schema; unknown keys fail)."""
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from common.config import ClipModelConfig, ClipTrainConfig, RootConfig
+
+
+@dataclass
+class BucketConfig:
+    """Quality buckets: the pool sorted by the teacher's score, top n_buckets x size cut into buckets."""
+
+    n_buckets: int = 4
+    size: int = 3000  # S, pairs per bucket (the paper: 12.8M = 10% of DataComp medium)
+
+
+@dataclass
+class StudyConfig:
+    """What is trained: each bucket alone (the fits) and the top-p mixes at several budgets."""
+
+    seeds: List[int] = field(default_factory=lambda: [0, 1])  # training seeds (init + data order)
+    fit_passes: List[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])  # evaluations per bucket run, in passes over S
+    budgets: List[int] = field(default_factory=lambda: [7500, 15000, 30000, 60000])  # samples seen for the mixes
+    metric: str = "zero_shot_mean"  # error = 1 - this score-card accuracy
+    eval_retrieval: bool = True  # also compute retrieval R@k at each evaluation (reported, not fitted)
+
+
+@dataclass
+class LawConfig:
+    """Fitting Eq. 3-4 per bucket (official grid search, seeded) and predicting mixes (Eq. 5)."""
+
+    normalizer: float = 100000.0  # n enters as a * n / normalizer (official 1e5)
+    a_values: List[float] = field(default_factory=lambda: [0.022])  # shared a, chosen by least mean loss
+    d_values: List[float] = field(default_factory=lambda: [0.1])  # fixed irreducible error(s), same rule
+    b_range: List[float] = field(default_factory=lambda: [-0.005, -0.5])
+    tau_range: List[float] = field(default_factory=lambda: [1.0, 10.0])
+    grid_points: int = 100  # per axis
+    shuffle_seed: int = 0  # the official grid order is an unseeded shuffle
+    max_points: int = 100000  # official cap on the shuffled grid
+    tau_times_p: bool = True  # official estimate_best_buckets passes tau_i * p for a mix of p pools
+    sort_by_utility: bool = False  # official: mixes take the pools with the most negative b first
+
+
+@dataclass
+class QQTConfig(RootConfig):
+    pool: Optional[str] = None  # None: the root `scenes` pool + `models/scene_clip` teacher scores; else a DataComp pool
+    model: ClipModelConfig = field(default_factory=ClipModelConfig)
+    train: ClipTrainConfig = field(default_factory=ClipTrainConfig)
+    buckets: BucketConfig = field(default_factory=BucketConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    law: LawConfig = field(default_factory=LawConfig)
