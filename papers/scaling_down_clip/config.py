@@ -1,0 +1,44 @@
+"""Schema of papers/scaling_down_clip/params.yaml (extends the root schema; unknown keys fail)."""
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from common.config import ClipModelConfig, ClipTrainConfig, RootConfig
+
+
+@dataclass
+class QualityConfig:
+    """Quality vs quantity (paper Sec. 3.2): top x% of the pool by teacher image-text similarity, equal samples seen."""
+
+    top_pct: List[float] = field(default_factory=lambda: [5, 10, 20, 40, 70, 100])  # x of each subset, in %
+    compare_pct: float = 40  # the paper's best subset, compared with 100% (all data)
+    seeds: List[int] = field(default_factory=lambda: [0, 1])
+
+
+@dataclass
+class VitTowerConfig:
+    """The ViT image tower (open_clip VisionTransformer) matched in FLOPs/sample to the CNN of `model`."""
+
+    width: int = 64
+    layers: int = 4
+    patch: int = 8
+    head_width: int = 32
+
+
+@dataclass
+class ArchitectureConfig:
+    """CNN vs ViT at similar FLOPs (paper Sec. 5) on clean subsets of increasing size, equal samples seen."""
+
+    sizes: List[int] = field(default_factory=lambda: [500, 1500, 5000])  # nested random subsets of `hq`
+    seeds: List[int] = field(default_factory=lambda: [0, 1])  # training seed and subset draw
+    vit: VitTowerConfig = field(default_factory=VitTowerConfig)
+    max_flops_ratio: float = 1.2  # image-tower FLOPs/sample of ViT vs CNN must lie in [1/r, r]
+
+
+@dataclass
+class ScalingDownClipConfig(RootConfig):
+    pool_source: Optional[str] = None  # None: the scenes pool + teacher scores (root stages); else a WebLI export
+    model: ClipModelConfig = field(default_factory=ClipModelConfig)  # every CLIP; its CNN is the CNN arm
+    train: ClipTrainConfig = field(default_factory=ClipTrainConfig)  # train.samples = samples seen of every run
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
