@@ -163,3 +163,47 @@ def test_new_knowledge_pulls_in_the_language_model_stages(repro):
                                            "linear-model-beta-kn-positive"]
     assert all(v["n_seeds"] == 3 for v in verdicts)
     assert "[new_knowledge](new_knowledge/README.md)" in (root / "reports/README.md").read_text()
+
+
+def _paper_stages(root, paper):
+    import yaml
+
+    return list(yaml.safe_load((root / f"papers/{paper}/dvc.yaml").read_text())["stages"])
+
+
+def _check_data_paper(root, paper, proc, shared=()):
+    import yaml
+
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    order = [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
+    assert order == list(shared) + [f"papers/{paper}/dvc.yaml:{s}" for s in _paper_stages(root, paper)]
+    claims = yaml.safe_load((root / f"papers/{paper}/claims.yaml").read_text())
+    verdicts = json.loads((root / f"reports/{paper}/verdicts.json").read_text())["verdicts"]
+    assert [v["id"] for v in verdicts] == [c["id"] for c in claims]
+    assert all(v["verdict"] in ("reproduced", "not reproduced", "inconclusive") for v in verdicts)
+    assert all(v["n_seeds"] >= 1 for v in verdicts)  # tiny profiles use 1-2 seeds; cpu 2-3
+    assert f"[{paper}]({paper}/README.md)" in (root / "reports/README.md").read_text()
+    assert list((root / f"reports/{paper}/figures").glob("*.png"))
+
+
+DATA_PAPERS = ["scaling_down_clip", "catlip", "dfn", "ssl_data_curation"]
+
+
+def test_data_paper_pulls_in_the_scene_stages(repro):
+    """`dvc repro papers/qqt_data_filtering/dvc.yaml`: builds the captioned scenes and the shared CLIP
+    (root stages), then the paper's stages; the diffusion and language-model stages are not touched."""
+    root, _ = repro
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "papers/qqt_data_filtering/dvc.yaml"], cwd=root,
+                          env=env_for(root), capture_output=True, text=True, timeout=900)
+    _check_data_paper(root, "qqt_data_filtering", proc, shared=["build_scenes", "train_scene_clip"])
+    scores = json.loads((root / "metrics/scene_clip.json").read_text())
+    assert 0.0 <= scores["zero_shot_colour"] <= 1.0 and "auc_clean_vs_unrelated" in scores
+
+
+@pytest.mark.parametrize("paper", DATA_PAPERS)
+def test_data_papers_run_on_the_cached_scenes(repro, paper):
+    """Each other data paper: only its own stages run (the scenes and the shared CLIP are cached)."""
+    root, _ = repro
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", f"papers/{paper}/dvc.yaml"], cwd=root,
+                          env=env_for(root), capture_output=True, text=True, timeout=900)
+    _check_data_paper(root, paper, proc)
