@@ -1,6 +1,7 @@
 """A throw-away copy of the repository switched to the `tiny` profile, for end-to-end tests."""
 
 import os
+from contextlib import contextmanager
 import shutil
 import subprocess
 import sys
@@ -52,3 +53,17 @@ def run_stage(root: Path, module: str, *args: str, env_extra=None, check=True, l
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+@contextmanager
+def inside(root: Path):
+    """Run stage `main()`s in-process as if in `root`: its cwd, DVC root and MLflow store; restored after."""
+    saved, cwd = dict(os.environ), os.getcwd()
+    os.environ.update({k: v for k, v in env_for(root).items() if k in ("DVC_ROOT", "MLFLOW_TRACKING_URI")})
+    os.chdir(root)
+    try:
+        yield root
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(saved)

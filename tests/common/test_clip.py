@@ -2,7 +2,6 @@
 card (zero-shot, retrieval, linear probe) against models whose answers are known."""
 
 import hashlib
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

@@ -11,7 +11,7 @@ from papers.new_knowledge.method import (HIGHLY_KNOWN, MAYBE_KNOWN, UNKNOWN, WEA
                                          exact_match, exemplar_sets, few_shot_prompt, fit_linear_model,
                                          normalize_answer, p_correct, sample_hits, slick_category,
                                          unknown_share_variants)
-from tinyrepo import env_for, make_tiny_repo
+from tinyrepo import inside, make_tiny_repo
 
 
 # --------------------------------------------------------------------------- SliCK (Fig. 2)
@@ -133,23 +133,13 @@ def test_linear_model_recovers_planted_coefficients():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """build_knowledge -> pretrain_lm -> categorize -> finetune -> report, in process, on the tiny profile."""
-    import os
-
     root = make_tiny_repo(tmp_path_factory.mktemp("new_knowledge"))
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in env_for(root).items() if k in ("DVC_ROOT", "MLFLOW_TRACKING_URI")})
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
+    with inside(root):
         from common.stages import build_knowledge, pretrain_lm
         from papers.new_knowledge import categorize, finetune, report
 
         for stage in (build_knowledge, pretrain_lm, categorize, finetune, report):
             stage.main(["tracking.enabled=false"])
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(saved)
     return root
 
 
@@ -187,25 +177,16 @@ def test_tiny_pipeline_outputs(tiny):
 
 def test_tiny_finetune_resumes_run_by_run(tiny):
     """A second finetune reuses every finished run (curve.json with the same fingerprint) and writes the same results."""
-    import os
     import time
 
     out = tiny / "reports" / "new_knowledge" / "results.json"
     before = json.loads(out.read_text())
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in env_for(tiny).items() if k in ("DVC_ROOT", "MLFLOW_TRACKING_URI")})
-    cwd = os.getcwd()
-    os.chdir(tiny)
-    try:
+    with inside(tiny):
         from papers.new_knowledge import finetune
 
         t0 = time.time()
         finetune.main(["tracking.enabled=false"])
         assert time.time() - t0 < 5
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(saved)
     after = json.loads(out.read_text())
     assert after["runs"] == before["runs"] and after["rows"] == before["rows"]
 

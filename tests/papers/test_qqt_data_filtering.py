@@ -10,7 +10,7 @@ import pytest
 from papers.qqt_data_filtering.method import (best_pool_count, default_grid, effective_utility,
                                               effective_utility_mix, fit_pools, grid_search, mix_errors,
                                               score_buckets, utility_curve_grid)
-from tinyrepo import env_for, make_tiny_repo
+from tinyrepo import inside, make_tiny_repo
 
 # --------------------------------------------------------------------------- reference check (notes, section 1)
 A, BS, TAU, D, S = 0.022, [-0.13, -0.11, -0.095, -0.085], 3.0, 0.1, 12.8e6
@@ -129,23 +129,13 @@ def test_budgets_must_be_batch_multiples():
 # --------------------------------------------------------------------------- tiny pipeline
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    import os
-
     root = make_tiny_repo(tmp_path_factory.mktemp("qqt"))
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in env_for(root).items() if k in ("DVC_ROOT", "MLFLOW_TRACKING_URI")})
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
+    with inside(root):
         from common.stages import build_scenes, train_scene_clip
         from papers.qqt_data_filtering import experiment, report
 
         for stage in (build_scenes, train_scene_clip, experiment, report):
             stage.main(["tracking.enabled=false"])
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(saved)
     return root
 
 
@@ -171,24 +161,15 @@ def test_tiny_pipeline_outputs(tiny):
 
 def test_tiny_experiment_rerun_reads_cached_runs(tiny):
     """A second experiment run reuses every finished run (same fingerprint) and writes the same rows."""
-    import os
     import time
 
     out = tiny / "reports" / "qqt_data_filtering" / "results.json"
     before = json.loads(out.read_text())
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in env_for(tiny).items() if k in ("DVC_ROOT", "MLFLOW_TRACKING_URI")})
-    cwd = os.getcwd()
-    os.chdir(tiny)
-    try:
+    with inside(tiny):
         from papers.qqt_data_filtering import experiment
 
         t0 = time.time()
         experiment.main(["tracking.enabled=false"])
         assert time.time() - t0 < 10
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(saved)
     after = json.loads(out.read_text())
     assert after["rows"] == before["rows"] and after["fits"] == before["fits"]

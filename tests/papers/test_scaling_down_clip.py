@@ -10,7 +10,7 @@ import pytest
 
 from papers.scaling_down_clip.method import (epochs, flops_matched, gap, interior_optimum, nested_subsets,
                                              quality_score, top_x_subset, training_compute)
-from tinyrepo import env_for, make_tiny_repo
+from tinyrepo import inside, make_tiny_repo
 
 
 # --------------------------------------------------------------------------- Top x% (Sec. 3.2)
@@ -183,23 +183,13 @@ def test_full_profile_names_the_missing_data(monkeypatch):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """build_scenes -> train_scene_clip -> experiment -> report, in process, on the tiny profile."""
-    import os
-
     root = make_tiny_repo(tmp_path_factory.mktemp("scaling_down_clip"))
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in env_for(root).items() if k in ("DVC_ROOT", "MLFLOW_TRACKING_URI")})
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
+    with inside(root):
         from common.stages import build_scenes, train_scene_clip
         from papers.scaling_down_clip import experiment, report
 
         for stage in (build_scenes, train_scene_clip, experiment, report):
             stage.main([])
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(saved)
     return root
 
 
@@ -234,22 +224,12 @@ def test_tiny_pipeline_outputs(tiny):
 
 def test_tiny_experiment_is_cached_and_deterministic(tiny):
     """A rerun reads every finished CLIP back (same fingerprints) and rewrites identical numbers."""
-    import os
-
     out = tiny / "reports" / "scaling_down_clip" / "results.json"
     before = json.loads(out.read_text())
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in env_for(tiny).items() if k in ("DVC_ROOT", "MLFLOW_TRACKING_URI")})
-    cwd = os.getcwd()
-    os.chdir(tiny)
-    try:
+    with inside(tiny):
         from papers.scaling_down_clip import experiment
 
         experiment.main([])
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(saved)
     after = json.loads(out.read_text())
     assert after["rows"] == before["rows"]
     assert [r["train_seconds"] for r in after["runs"]] == [r["train_seconds"] for r in before["runs"]]

@@ -156,25 +156,15 @@ def test_balance_metrics():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """build_scenes -> train_scene_clip -> curate -> experiment -> report, in process, on the tiny profile."""
-    import os
-
-    from tinyrepo import env_for, make_tiny_repo
+    from tinyrepo import inside, make_tiny_repo
 
     root = make_tiny_repo(tmp_path_factory.mktemp("ssl_data_curation"))
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in env_for(root).items() if k in ("DVC_ROOT", "MLFLOW_TRACKING_URI")})
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
+    with inside(root):
         from common.stages import build_scenes, train_scene_clip
         from papers.ssl_data_curation import curate, experiment, report
 
         for stage in (build_scenes, train_scene_clip, curate, experiment, report):
             stage.main(["tracking.enabled=false"])
-    finally:
-        os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(saved)
     return root
 
 
@@ -202,15 +192,9 @@ def test_tiny_pipeline_outputs(tiny):
 
 
 def test_full_profile_names_missing_data(tiny):
-    import os
-
     from common.data import MissingDataError
     from papers.ssl_data_curation import curate
+    from tinyrepo import inside
 
-    cwd = os.getcwd()
-    os.chdir(tiny)
-    try:
-        with pytest.raises(MissingDataError, match="DINOv2"):
-            curate.main(["profile=full", "tracking.enabled=false"])
-    finally:
-        os.chdir(cwd)
+    with inside(tiny), pytest.raises(MissingDataError, match="DINOv2"):
+        curate.main(["profile=full", "tracking.enabled=false"])
