@@ -9,8 +9,9 @@ import subprocess
 import sys
 
 import pytest
-
 from tinyrepo import env_for, make_tiny_repo
+
+from common.claims import LABELS
 
 pytestmark = pytest.mark.e2e
 
@@ -42,8 +43,8 @@ def test_report_and_verdicts(repro):
     assert ids == ["es-lowers-fid-nfe10", "es-lowers-fid-nfe20", "es-lowers-fid-nfe50", "es-linear-lowers-fid-nfe20",
                    "fid-vs-b-u-shaped"]
     for v in verdicts["verdicts"]:
-        assert v["verdict"] in ("reproduced", "not reproduced", "inconclusive")
-        assert v["n_seeds"] == 3
+        assert v["verdict"] in LABELS
+        assert v["n_units"] == 3
         assert v["id"] in report
     assert verdicts["profile"] == "tiny"
     for fig in ("fid_vs_nfe.png", "fid_vs_b.png", "samples_nfe10.png"):
@@ -54,6 +55,14 @@ def test_report_and_verdicts(repro):
     assert len([r for r in results["rows"] if r["stage"] == "sweep"]) == 3 * 3
     index = (root / "reports/README.md").read_text()
     assert "[epsilon_scaling](epsilon_scaling/README.md)" in index and "[base_model](base_model/README.md)" in index
+    # provenance: the commit and input hashes (the tiny profile may run on a dirty tree), the environment
+    prov = verdicts["provenance"]
+    assert len(prov["commit"].split("-")[0]) == 40 and "reports/epsilon_scaling/results.json" in prov["inputs"]
+    assert prov["environment"]["packages"]["torch"] and prov["environment"]["cpu_model"]
+    assert "docs/verdicts.md" in report and "adjusted CI (Holm)" in report
+    # one small DVC metrics file per paper: verdict counts and headline numbers
+    summary = json.loads((root / "reports/epsilon_scaling/summary.json").read_text())
+    assert sum(summary["verdicts"].values()) == len(ids) and summary["headline"]["b_star"] == results["b_star"]
 
 
 def test_mlflow_runs(repro):
@@ -63,10 +72,21 @@ def test_mlflow_runs(repro):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
     exp = client.get_experiment_by_name("epsilon_scaling")
     assert exp is not None
-    (run,) = client.search_runs([exp.experiment_id])
+    runs = client.search_runs([exp.experiment_id])
+    (run,) = [r for r in runs if r.info.run_name == "report"]
     assert run.data.tags["profile"] == "tiny" and run.data.tags["dvc_stage"].endswith("report")
-    assert len(run.data.tags["git_sha"]) >= 40
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development" and "mlflow.note.content" in exp.tags
+    # every results row is a child run of "results", with the same metric keys on both arms
+    (parent,) = [r for r in runs if r.info.run_name == "results"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     results = json.loads((root / "reports/epsilon_scaling/results.json").read_text())
+    assert len(children) == len(results["rows"])
+    by_arm = {}
+    for c in children:
+        if c.data.params.get("stage") == "compare":
+            by_arm.setdefault(c.data.params["arm"], set()).add(frozenset(c.data.metrics))
+    assert set(by_arm) == {"baseline", "method"} and by_arm["baseline"] == by_arm["method"]
+    assert len(run.data.tags["git_sha"]) >= 40
     assert run.data.metrics["b_star"] == results["b_star"]  # MLflow gets the same numbers as the DVC JSON
     arts = [a.path for a in client.list_artifacts(run.info.run_id)]
     assert "README.md" in arts and "figures" in arts
@@ -93,9 +113,8 @@ def test_second_paper_reuses_the_shared_stages(repro):
     assert order == ["papers/time_shift/dvc.yaml:evaluate", "papers/time_shift/dvc.yaml:report"]
     verdicts = json.loads((root / "reports/time_shift/verdicts.json").read_text())["verdicts"]
     assert [v["id"] for v in verdicts] == ["ts-ddim-lowers-fid-nfe5", "ts-ddim-lowers-fid-nfe10",
-                                           "ts-ddim-tuned-lowers-fid-nfe10", "ts-ddpm-lowers-fid-nfe10",
-                                           "ts-small-overhead"]
-    assert all(v["n_seeds"] == 3 for v in verdicts)
+                                           "ts-ddpm-lowers-fid-nfe10", "ts-small-overhead"]
+    assert all(v["n_units"] == 3 for v in verdicts)
     assert "[time_shift](time_shift/README.md)" in (root / "reports/README.md").read_text()
 
 
@@ -142,8 +161,8 @@ def test_sampling_papers_run_on_the_cached_base_model(repro, paper):
     assert order == [f"papers/{paper}/dvc.yaml:{s}" for s in stages]
     verdicts = json.loads((root / f"reports/{paper}/verdicts.json").read_text())["verdicts"]
     assert len(verdicts) == n_claims
-    assert all(v["verdict"] in ("reproduced", "not reproduced", "inconclusive") for v in verdicts)
-    assert all(v["n_seeds"] == 3 for v in verdicts if not v["id"].startswith("rc-correction-few"))
+    assert all(v["verdict"] in LABELS for v in verdicts)
+    assert all(v["n_units"] == 3 for v in verdicts if not v["id"].startswith("rc-correction-few"))
     assert f"[{paper}]({paper}/README.md)" in (root / "reports/README.md").read_text()
 
 
@@ -161,7 +180,7 @@ def test_new_knowledge_pulls_in_the_language_model_stages(repro):
     assert [v["id"] for v in verdicts] == ["unknown-fitted-slower", "unknown-hurts-at-convergence",
                                            "early-stop-mitigates", "linear-model-beta-unk-negative",
                                            "linear-model-beta-kn-positive"]
-    assert all(v["n_seeds"] == 3 for v in verdicts)
+    assert all(v["n_units"] == 3 for v in verdicts)
     assert "[new_knowledge](new_knowledge/README.md)" in (root / "reports/README.md").read_text()
 
 
@@ -180,8 +199,8 @@ def _check_data_paper(root, paper, proc, shared=()):
     claims = yaml.safe_load((root / f"papers/{paper}/claims.yaml").read_text())
     verdicts = json.loads((root / f"reports/{paper}/verdicts.json").read_text())["verdicts"]
     assert [v["id"] for v in verdicts] == [c["id"] for c in claims]
-    assert all(v["verdict"] in ("reproduced", "not reproduced", "inconclusive") for v in verdicts)
-    assert all(v["n_seeds"] >= 1 for v in verdicts)  # tiny profiles use 1-2 seeds; cpu 2-3
+    assert all(v["verdict"] in LABELS for v in verdicts)
+    assert all(v["n_units"] >= 1 for v in verdicts)  # tiny profiles use 1-2 seeds; cpu 2-3
     assert f"[{paper}]({paper}/README.md)" in (root / "reports/README.md").read_text()
     assert list((root / f"reports/{paper}/figures").glob("*.png"))
 

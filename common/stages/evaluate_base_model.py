@@ -13,17 +13,24 @@ from pathlib import Path
 import torch
 
 from common.claims import evaluate_claims, load_claims
-from common.config import RootConfig, load_config, resolve, to_dict
-from common.data import balanced_subset, load_split, to_uint8
+from common.config import RootConfig, load_config, read_json, resolve, to_dict
+from common.data import to_uint8
 from common.diffusion import unet_fn
-from common.sampling import SamplingSpec, generate_all
 from common.evaluation import SampleScorer
+from common.experiment import floors_of, real_subset
 from common.models import load_diffusion_model
+from common.publish import provenance
 from common.report import class_grid, fmt, plt, save_grid, table, write_paper_report
+from common.sampling import SamplingSpec, generate_all
 from common.seeding import seed_everything
-from common.tracking import git_sha, log_run
+from common.tracking import log_run
 
 HERE = Path(__file__).parent
+
+
+def read_metrics(cfg, name: str, stage: str, keys=()) -> dict:
+    """metrics/<name> of root stage `stage`, which must hold `keys`."""
+    return read_json(resolve(cfg, "metrics", name), stage, keys)
 
 
 def main(argv=None):
@@ -31,6 +38,12 @@ def main(argv=None):
     ev = cfg.base_model.eval
     seed_everything(cfg.seed)
     t0 = time.time()
+    prov = provenance(cfg, [resolve(cfg, cfg.paths.models, d) for d in ("base_model", "base_model_weak", "classifier")]
+                      + [HERE / "base_model_claims.yaml"])  # before the long work: a dirty tree fails fast
+    # the training's metrics, read before the long work: a missing or stale file fails fast
+    train_info = read_metrics(cfg, "base_model_train.json", "train_base_model",
+                              ("history", "weak_step", "steps", "train_seconds", "params", "final_loss"))
+    clf = read_metrics(cfg, "classifier.json", "train_classifier", ("heldout_accuracy", "params"))
     data_dir = resolve(cfg, cfg.paths.data, "prepared")
     scorer = SampleScorer(data_dir, resolve(cfg, cfg.paths.models, "classifier"), cfg.data.name)
     models = {arm: load_diffusion_model(resolve(cfg, cfg.paths.models, d))
@@ -56,14 +69,14 @@ def main(argv=None):
             xg, _ = generate_all(unet_fn(unet), schedule, grid_spec, shape, k)
             save_grid(to_uint8(xg), figs / "samples_method_guidance2.png")
 
-    # Noise floor: real training images, as many and as class-balanced as the samples, scored like samples.
-    xr, yr = load_split(data_dir, "train")
-    pick = balanced_subset(yr, ev.num_samples, max(k, 1), cfg.seed)  # same class balance as the samples
-    real = {"arm": "real", "seed": cfg.seed, **scorer.score(xr[pick], yr[pick])}
-    save_grid(class_grid(xr[pick], yr[pick], num_classes=max(k, 1)), figs / "real.png", nrow=max(k, 1))
+    # Noise floor: real training images, as many and as class-balanced as the samples, scored like samples
+    # (common.experiment.real_floor, split in two here because the table and the grid need the whole row).
+    xr, yr = real_subset(data_dir, ev.num_samples, k, cfg.seed)
+    real = {"arm": "real", "seed": cfg.seed, **scorer.score(xr, yr)}
+    save_grid(class_grid(xr, yr, num_classes=max(k, 1)), figs / "real.png", nrow=max(k, 1))
 
-    verdicts = evaluate_claims(load_claims(HERE / "base_model_claims.yaml"), rows)
-    train_info = json.loads(resolve(cfg, "metrics", "base_model_train.json").read_text())
+    floors = floors_of(real)
+    verdicts = evaluate_claims(load_claims(HERE / "base_model_claims.yaml"), rows, floors)
     p = plt()
     fig, ax = p.subplots(figsize=(5, 3))
     h = train_info["history"]
@@ -82,7 +95,6 @@ def main(argv=None):
             f"{fmt(sum(r[k_] for r in sel) / len(sel))} ± {fmt(torch.tensor([r[k_] for r in sel]).std().item())}"
             for k_ in keys])
     res_rows.append(["real train images (noise floor)"] + [fmt(real[k_]) for k_ in keys])
-    clf = json.loads(resolve(cfg, "metrics", "classifier.json").read_text())
     minutes = train_info["train_seconds"] / 60
     sections = [
         "## Results\n\n"
@@ -107,12 +119,12 @@ def main(argv=None):
         "reference set": f"held-out split, {scorer.num_reference} images", "feature extractor": scorer.backbone,
         "samples per run": ev.num_samples, "sampler": f"DDIM eta=0, {ev.nfe} steps, x0 clipped",
         "sampling seeds": list(ev.seeds), "wall time (evaluation)": f"{time.time() - t0:.0f} s",
-        "git sha": git_sha(),
     }
     out = write_paper_report(resolve(cfg, cfg.paths.reports), "base_model",
                              f"Shared base model: class-conditional DDPM on {cfg.data.name}",
                              "The class-conditional epsilon-prediction DDPM that the sampling papers (group A) share, "
-                             "trained by the root stage `train_base_model`.", verdicts, sections, protocol)
+                             "trained by the root stage `train_base_model`.", verdicts, sections, protocol,
+                             prov)
     metrics = {"rows": rows, "real": real, "fid_ci": fid_ci, "eval_seconds": time.time() - t0}
     resolve(cfg, "metrics", "base_model_eval.json").write_text(json.dumps(metrics, indent=2))
     final = {key: sum(r[key] for r in rows if r["arm"] == "method") / len(ev.seeds) for key in keys}
@@ -122,4 +134,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

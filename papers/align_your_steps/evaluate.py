@@ -26,8 +26,8 @@ from common.experiment import BaseModelExperiment
 from common.report import save_grid
 from common.sampling import SamplingSpec
 from common.seeding import seed_everything
-from papers.align_your_steps.config import AlignYourStepsConfig
 from papers.align_your_steps import method as ays
+from papers.align_your_steps.config import AlignYourStepsConfig
 
 PAPER = "align_your_steps"
 
@@ -109,8 +109,10 @@ def main(argv=None):
                     save_grid(img[:100], out / "samples" / f"nfe{nfe}_{name}.png")
                 print(json.dumps(rows[-1]), flush=True)
 
+    floors = exp.real_floor(cfg, cp.num_samples)  # the metric's resolution at the compared sets' size
     results = {
-        "metric": fid_key, "backbone": exp.scorer.backbone, "num_reference": exp.scorer.num_reference,
+        "metric": fid_key, "floors": floors, "floor_samples": cp.num_samples,
+        "backbone": exp.scorer.backbone, "num_reference": exp.scorer.num_reference,
         "sigma_min": float(table[0]), "sigma_max": float(table[-1]),
         "stages": [{"num_steps": len(st) - 1, "sigmas": st.tolist(), "timesteps": ays.schedule_timesteps(st, table)}
                    for st in stages],
@@ -128,4 +130,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -23,7 +23,7 @@ def main(argv=None):
     out = resolve(cfg, cfg.paths.reports, PAPER)
     res = json.loads((out / "results.json").read_text())
     rows, fid = res["rows"], res["metric"]
-    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows)
+    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows, res.get("floors"))
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
     p, o, cp, es = plt(), cfg.optimize, cfg.compare, cfg.early_stopping
@@ -100,6 +100,8 @@ def main(argv=None):
         "per-sample noise. The last column is the KLUB (Eq. 10, up to a constant) of the schedule, estimated on one "
         f"shared set of {cp.klub_draws} Monte Carlo draws. AYS per NFE: "
         + ", ".join(f"{n}: {d}" for n, d in derived.items()) + ".\n\n"
+        + (f"Real-vs-real {fid} at {res['floor_samples']} samples: {res['floors'][fid]:.3g} (the metric's "
+          "resolution; effects below it are marked).\n\n" if res.get("floors") else "")
         + table(["NFE", "schedule"] + keys + ["KLUB"], comp)
         + "\n\n![FID vs NFE](figures/fid_vs_nfe.png)",
         "## The schedules\n\nModel-call timesteps of the DDIM runs (the last step lands on data, sigma = 0):\n\n"
@@ -153,4 +155,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -112,6 +112,7 @@ def main(argv=None):
                 save_grid(class_grid(img, y, per_class=8, num_classes=null), out / "samples" / f"{name}_w{w:g}.png")
 
     rows = claim_rows(sets, exp.scorer.key, k, w_max)
+    floors = exp.real_floor(cfg, cp.num_samples)  # the metric's resolution at the compared sets' size
     results = {"tuned": {"tau1": tau1, "tau2": tau2, "s": s, "psi": cfg.paper.psi},
                "paper": {"tau1": paper.tau1, "tau2": paper.tau2, "s": paper.s, "psi": paper.psi},
                "sweep_mean_fid": {f"{t1},{t2},{sv}": v for (t1, t2, sv), v in sweep_mean.items()},
@@ -120,7 +121,8 @@ def main(argv=None):
                          "paper": gamma_schedule(paper, timesteps(sp.nfe, T, sp.spacing), T)},
                "embedding_dim": exp.unet.class_embedding.embedding_dim,
                "alpha_bar_at_paper_tau1": float(exp.schedule.alpha_bar(round(paper.tau1 * (T - 1)))),
-               "metric": fid, "backbone": exp.scorer.backbone, "num_reference": exp.scorer.num_reference,
+               "metric": fid, "floors": floors, "floor_samples": cp.num_samples,
+               "backbone": exp.scorer.backbone, "num_reference": exp.scorer.num_reference,
                "sets": sets, "rows": rows, "model_calls": exp.model_calls, "eval_seconds": time.time() - t0,
                "base_model_step": exp.meta["step"]}
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -148,4 +150,6 @@ def claim_rows(sets, key, k, w_max):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -85,12 +85,12 @@ class CADS:
 
     def corrupt(self, y: torch.Tensor, gamma, n: torch.Tensor) -> torch.Tensor:
         """y_final from y [N, D], gamma (float or [N]) and n [N, D] ~ N(0, I): eqs. (1), (3), (4)."""
-        g = torch.as_tensor(gamma, dtype=torch.float64)
+        g = torch.as_tensor(gamma, dtype=torch.float64, device=y.device)
         if self.s == 0 or bool((g == 1).all()):  # no noise: y_final = y exactly
             return y
         g = g.reshape(-1, 1) if g.dim() else g
         y64 = y.double()
-        y_hat = g.sqrt() * y64 + self.s * (1 - g).sqrt() * n.double()  # eq. (1)
+        y_hat = g.sqrt() * y64 + self.s * (1 - g).sqrt() * n.to(y.device).double()  # eq. (1)
         mu_in, sigma_in = y64.mean(1, keepdim=True), y64.std(1, keepdim=True)
         mu_hat, sigma_hat = y_hat.mean(1, keepdim=True), y_hat.std(1, keepdim=True)
         y_rescaled = (y_hat - mu_hat) / (sigma_hat + self.eps) * sigma_in + mu_in  # eq. (3)

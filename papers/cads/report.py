@@ -24,7 +24,7 @@ def main(argv=None):
     out = resolve(cfg, cfg.paths.reports, PAPER)
     res = json.loads((out / "results.json").read_text())
     sets, rows, fid = res["sets"], res["rows"], res["metric"]
-    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows)
+    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows, res.get("floors"))
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
     p, cp, sw, k = plt(), cfg.compare, cfg.sweep, cfg.diversity_k
@@ -113,6 +113,8 @@ def main(argv=None):
         f"psi={tuned['psi']}, chosen by FID on seeds {list(sw.seeds)}; guidance annealing uses the same gamma(t) "
         f"(w_hat = gamma(t) w); CADS (paper settings): tau1={paper['tau1']}, tau2={paper['tau2']}, s={paper['s']}, "
         f"psi={paper['psi']}.\n\n"
+        + (f"Real-vs-real {fid} at {res['floor_samples']} samples: {res['floors'][fid]:.3g} (the metric's "
+          "resolution; effects below it are marked).\n\n" if res.get("floors") else "")
         + table(["w", "arm"] + [label for _, label in metrics] + ["seconds"], comp)
         + "\n\n![diversity vs guidance](figures/diversity_vs_guidance.png)\n\n"
         "![precision vs recall](figures/precision_vs_recall.png)",
@@ -165,4 +167,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -91,7 +91,9 @@ def main(argv=None):
                           out / "samples" / f"{setting_name(w, s, nfe)}.png", nrow=exp.num_classes)
             print(json.dumps(row), flush=True)
 
+    floors = exp.real_floor(cfg, e.num_samples)  # the metric's resolution at the compared sets' size
     results = {"settings": [list(x) for x in settings], "backbone": scorer.backbone,
+               "floors": floors, "floor_samples": e.num_samples,
                "num_reference": scorer.num_reference, "k": e.k, "rows": rows, "model_calls": exp.model_calls,
                "eval_seconds": time.time() - t0, "base_model_step": exp.meta["step"]}
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -99,4 +101,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

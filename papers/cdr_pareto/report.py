@@ -9,8 +9,8 @@ import numpy as np
 from common.claims import evaluate_claims, load_claims
 from common.config import load_config, resolve, to_dict
 from common.publish import publish, sampling_protocol
-from common.evaluation import mean_ci
 from common.report import ci_cell, plt, select, table
+from common.stats import mean_ci
 from papers.cdr_pareto.config import CDRParetoConfig
 from papers.cdr_pareto.evaluate import knob_settings, setting_name
 from papers.cdr_pareto.method import AXES, pareto_front
@@ -47,7 +47,7 @@ def main(argv=None):
     out = resolve(cfg, cfg.paths.reports, PAPER)
     res = json.loads((out / "results.json").read_text())
     rows = [r for r in res["rows"] if "arm" not in r]  # the arm rows duplicate settings for the claims
-    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), res["rows"])
+    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), res["rows"], res.get("floors"))
     def key(m):
         return f"{m}[{res['backbone']}]"
 
@@ -129,7 +129,9 @@ def main(argv=None):
         f"- **diversity**: marginal recall and coverage (k = {res['k']}), conditional recall and coverage "
         "(`cond_*`: each class's samples against that class's real images, averaged over classes), and "
         "`pairwise_dist`, the mean feature distance between two samples of the same class.\n\n"
-        f"The claims pair w = 1 with w = {w_claim:g} seed by seed (same initial noise and labels).",
+        f"The claims pair w = 1 with w = {w_claim:g} seed by seed (same initial noise and labels)."
+        + (f" Real-vs-real {key('fid')} at {res['floor_samples']} samples: {res['floors'][key('fid')]:.3g} (the "
+           "metric's resolution; no claim here is on FID, so none is marked by it)." if res.get("floors") else ""),
         "## Pareto fronts\n\n"
         "Curves: the three knobs (labels on the points: w, s or steps); dashed staircase and circles: the "
         "2-D Pareto front of all settings in that view (seed means).\n\n![Pareto fronts](figures/pareto_fronts.png)",
@@ -175,4 +177,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -46,7 +46,9 @@ def main(argv=None):
                         save_grid(img[:100], out / "samples" / f"{sampler}{nfe}_{arm}.png")
                     print(json.dumps(rows[-1]), flush=True)
             calls += exp.model_calls
-    results = {"metric": exp.scorer.key("fid"), "backbone": exp.scorer.backbone,
+    floors = exp.real_floor(cfg, ev.num_samples)  # the metric's resolution at the compared sets' size
+    results = {"metric": exp.scorer.key("fid"), "floors": floors, "floor_samples": ev.num_samples,
+               "backbone": exp.scorer.backbone,
                "num_reference": exp.scorer.num_reference, "rows": rows, "model_calls": calls,
                "eval_seconds": time.time() - t0, "base_model_step": exp.meta["step"], "params": exp.meta["params"]}
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -54,4 +56,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -15,8 +15,8 @@ import numpy as np
 
 from common.config import load_config, resolve
 from common.experiment import BaseModelExperiment
-from common.sampling import SamplingSpec
 from common.report import save_grid
+from common.sampling import SamplingSpec
 from common.seeding import seed_everything
 from papers.epsilon_scaling.config import EpsilonScalingConfig
 from papers.epsilon_scaling.method import EpsilonScaling, linear_k_for_mean
@@ -71,7 +71,9 @@ def main(argv=None):
                     save_grid(img[:100], out / "samples" / f"nfe{nfe}_{arm}_{group}.png")
                 print(json.dumps(rows[-1]), flush=True)
 
+    floors = exp.real_floor(cfg, c.num_samples)  # the metric's resolution at the compared sets' size
     results = {"b_star": b_star, "k_linear": k_lin, "sweep_mean_fid": mean_curve, "metric": fid,
+               "floors": floors, "floor_samples": c.num_samples,
                "backbone": scorer.backbone, "num_reference": scorer.num_reference, "rows": rows,
                "model_calls": exp.model_calls, "eval_seconds": time.time() - t0,
                "base_model_step": exp.meta["step"]}
@@ -80,4 +82,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -21,7 +21,7 @@ def main(argv=None):
     out = resolve(cfg, cfg.paths.reports, PAPER)
     res = json.loads((out / "results.json").read_text())
     rows, fid, b_star = res["rows"], res["metric"], res["b_star"]
-    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows)
+    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows, res.get("floors"))
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
     p = plt()
@@ -69,6 +69,8 @@ def main(argv=None):
         "## Results\n\n"
         f"Mean and 95% interval over sampling seeds {list(c.seeds)} ({c.num_samples} samples each). "
         f"b* = {b_star:g} was chosen on the sweep seeds {list(sw.seeds)}, which are disjoint from these.\n\n"
+        + (f"Real-vs-real {fid} at {res['floor_samples']} samples: {res['floors'][fid]:.3g} (the metric's "
+          "resolution; effects below it are marked).\n\n" if res.get("floors") else "")
         + table(["NFE", "sampler"] + keys, comp)
         + "\n\n![FID vs NFE](figures/fid_vs_nfe.png)",
         f"## FID vs b ({sw.nfe} steps)\n\n"
@@ -104,4 +106,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from common.config import load_config, resolve
+from common.config import load_config, read_json, resolve
 from common.experiment import BaseModelExperiment
 from common.sampling import SamplingSpec
 from common.seeding import seed_everything
@@ -24,10 +24,16 @@ NAME = "exposure_bias"
 SAMPLER = "ddim"  # the sampler all three papers evaluate (DDIM-IP, DDIM-ES, TS-DDIM)
 
 
+def read_results(reports, paper: str, keys=()) -> dict:
+    """reports/<paper>/results.json (made by papers/<paper>/dvc.yaml:evaluate), which must hold `keys`."""
+    return read_json(reports / paper / "results.json", f"papers/{paper}/dvc.yaml:evaluate", keys)
+
+
 def settings(cfg, reports):
     """ES's b and TS's (window, cutoff): from params, else what each paper's own stage selected."""
-    es = json.loads((reports / "epsilon_scaling" / "results.json").read_text())
-    ts = json.loads((reports / "time_shift" / "results.json").read_text())
+    es = read_results(reports, "epsilon_scaling", ["b_star"] if cfg.es_b is None else [])
+    ts = read_results(reports, "time_shift", (["window"] if cfg.ts_window is None else [])
+                      + (["cutoff"] if cfg.ts_cutoff is None else []))
     b = cfg.es_b if cfg.es_b is not None else es["b_star"]
     window = cfg.ts_window if cfg.ts_window is not None else ts["window"]
     cutoff = cfg.ts_cutoff if cfg.ts_cutoff is not None else ts["cutoff"]
@@ -50,7 +56,7 @@ def main(argv=None):
     t0 = time.time()
     reports = resolve(cfg, cfg.paths.reports)
     b, window, cutoff = settings(cfg, reports)
-    ip_rows = json.loads((reports / "ddpm_ip" / "results.json").read_text())["rows"]
+    ip_rows = read_results(reports, "ddpm_ip", ["rows"])["rows"]
     ev = ip.eval
     rows, calls = [], 0
     for train_seed in ip.train_seeds:
@@ -74,12 +80,14 @@ def main(argv=None):
                         exp = exp or BaseModelExperiment(cfg, f"ddpm_ip/{run_name(model, train_seed)}")
                         spec = SamplingSpec(ev.num_samples, nfe, SAMPLER, spacing=ev.spacing,
                                             guidance_scale=ev.guidance_scale, seed=seed, clip_x0=True)
-                        img, y, secs = exp.sample(spec, lambda: hooks(exp.schedule, nfe), progress=False)
+                        img, y, secs = exp.sample(spec, lambda h=hooks, e=exp, n=nfe: h(e.schedule, n), progress=False)
                         rows.append({**common, "seconds": secs, **exp.score(img, y), "source": NAME})
                         print(json.dumps(rows[-1]), flush=True)
             calls += exp.model_calls if exp else 0
     fid = [k for k in rows[0] if k.startswith("fid[")][0]
-    results = {"metric": fid, "es_b": b, "ts_window": window, "ts_cutoff": cutoff, "sampler": SAMPLER,
+    floors = exp.real_floor(cfg, ev.num_samples)  # the metric's resolution at the compared sets' size
+    results = {"metric": fid, "floors": floors, "floor_samples": ev.num_samples,
+               "es_b": b, "ts_window": window, "ts_cutoff": cutoff, "sampler": SAMPLER,
                "nfe": list(ev.nfe), "num_samples": ev.num_samples, "rows": rows, "model_calls": calls,
                "eval_seconds": time.time() - t0}
     out = resolve(cfg, cfg.paths.reports, NAME)
@@ -89,4 +97,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

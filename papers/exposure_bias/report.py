@@ -7,9 +7,9 @@ import numpy as np
 from matplotlib.ticker import NullFormatter
 
 from common.config import load_config, resolve, to_dict
-from common.evaluation import mean_ci
 from common.publish import publish
-from common.report import ci_cell, ci_curve, fmt, plt, select, table
+from common.report import ci_cell, ci_curve, fmt, per_unit, plt, select, table
+from common.stats import mean_ci
 from papers.exposure_bias.config import ExposureBiasConfig
 from papers.exposure_bias.evaluate import NAME
 
@@ -18,10 +18,15 @@ STYLE = {"none": ("k", "o", "-"), "IP": ("C1", "o", "-"), "ES": ("C0", "s", "--"
          "IP+ES": ("C0", "s", "-"), "IP+TS": ("C2", "^", "-")}
 
 
+UNIT = "train_seed"  # the replication unit: IP changes training, so a trained pair of networks is one unit
+
+
 def paired_change(rows, arm, nfe, metric):
-    """Relative change of `metric` vs the plain sampler on the baseline model, cell by cell."""
+    """Relative change of `metric` vs no fix, per training seed: cells paired on the same noise, then averaged."""
     base = {r["seed"]: r[metric] for r in select(rows, arm="none", nfe=nfe)}
-    return [(r[metric] - base[r["seed"]]) / base[r["seed"]] for r in select(rows, arm=arm, nfe=nfe)]
+    cells = [{UNIT: r[UNIT], "change": (r[metric] - base[r["seed"]]) / base[r["seed"]]}
+             for r in select(rows, arm=arm, nfe=nfe)]
+    return per_unit(cells, "change", UNIT)
 
 
 def verdict_lines(rows, metric, nfes):
@@ -31,15 +36,15 @@ def verdict_lines(rows, metric, nfes):
         better, worse = [], []
         for n in nfes:
             m, lo, hi = mean_ci(paired_change(rows, arm, n, metric))
-            (better if hi < 0 else worse if lo > 0 else []).append(str(n))
+            (better if hi < 0 else worse if lo > 0 else []).append(str(n))  # over training seeds
         parts = [f"better at NFE {', '.join(better)}" if better else "",
                  f"worse at NFE {', '.join(worse)}" if worse else ""]
         said = "; ".join(x for x in parts if x) or "no significant change at any NFE"
-        lines.append(f"- **{arm}** vs no fix: {said} (95% interval of the paired change excludes 0).")
+        lines.append(f"- **{arm}** vs no fix: {said} (95% interval over training seeds of the paired change).")
     return "\n".join(lines) + (
         "\n\nIP and ES push in the same direction: at high noise an IP-trained network behaves like ES with "
-        "λ ≈ 1 + γ² (research notes, DDPM-IP \"equivalent view\"), so where one helps or hurts the other tends to "
-        "as well, and stacking them (IP+ES) compounds the effect.")
+        "λ ≈ 1 + γ² (the Gaussian IP-optimal predictor in `papers/ddpm_ip/method.py`), so where one helps or "
+        "hurts the other tends to as well, and stacking them (IP+ES) compounds the effect.")
 
 
 def main(argv=None):
@@ -48,24 +53,25 @@ def main(argv=None):
     res = json.loads((out / "results.json").read_text())
     rows, fid, nfes = res["rows"], res["metric"], res["nfe"]
     n_cells = len(select(rows, arm="none", nfe=nfes[0]))
+    n_units = len(per_unit(rows, fid, UNIT, arm="none", nfe=nfes[0]))
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
     p = plt()
     fig, ax = p.subplots(figsize=(6, 4))
     for k, arm in enumerate(ORDER):
-        m, lo, hi = ci_curve(rows, "nfe", nfes, fid, arm=arm)
+        m, lo, hi = ci_curve(rows, "nfe", nfes, fid, unit=UNIT, arm=arm)
         xs = np.array(nfes) * (1 + 0.025 * (k - 2.5))  # small horizontal offsets so the bars do not overlap
         color, marker, ls = STYLE[arm]
         ax.errorbar(xs, m, yerr=[m - lo, hi - m], color=color, marker=marker, ls=ls, capsize=3, label=arm)
     ax.set(xlabel="DDIM steps (NFE)", ylabel=fid, xscale="log", yscale="log", xticks=nfes,
-           xticklabels=[str(n) for n in nfes], title=f"mean and 95% CI over {n_cells} paired cells")
+           xticklabels=[str(n) for n in nfes], title=f"mean and 95% CI over {n_units} training seeds")
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend(ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(figs / "fid_vs_nfe.png", dpi=120)
     p.close(fig)
 
-    tab = [[arm] + [ci_cell([r[fid] for r in select(rows, arm=arm, nfe=n)]) for n in nfes] for arm in ORDER]
+    tab = [[arm] + [ci_cell(per_unit(rows, fid, UNIT, arm=arm, nfe=n)) for n in nfes] for arm in ORDER]
     change = []
     for arm in ORDER[1:]:
         cells = []
@@ -79,12 +85,18 @@ def main(argv=None):
     b, w, c = res["es_b"], res["ts_window"], res["ts_cutoff"]
     sections = [
         f"## {fid} at each NFE\n\n"
-        f"Mean and 95% Student-t interval over {n_cells} paired cells (2 training seeds x sampling seeds; every arm "
-        f"uses the same initial noise and labels in a cell). Sampler: DDIM (η = 0), {res['num_samples']} samples "
-        "per cell.\n\n" + table(["fix", *[f"NFE {n}" for n in nfes]], tab)
+        f"Mean and 95% Student-t interval over {n_units} training seeds, the replication unit (their "
+        f"{n_cells // max(n_units, 1)} sampling seeds averaged first; every arm uses the same initial noise and "
+        f"labels in a cell). Sampler: DDIM (η = 0), {res['num_samples']} samples per cell. With {n_units} units "
+        "the intervals are wide: this page ranks the fixes, it does not test them (see each paper's verdicts, "
+        "[docs/verdicts.md](../../docs/verdicts.md)).\n\n"
+        + (f"Real-vs-real {fid} at {res['floor_samples']} samples: {res['floors'][fid]:.3g} (the metric's "
+           "resolution: arms closer than this differ by less than real images do).\n\n" if res.get("floors") else "")
+        + table(["fix", *[f"NFE {n}" for n in nfes]], tab)
         + "\n\n![FID vs NFE](figures/fid_vs_nfe.png)",
         "## Change vs no fix (paired, relative)\n\n"
-        "Negative is better. The interval is over the paired cells; one that straddles 0 is no evidence either "
+        f"Negative is better. Changes are paired cell by cell (same noise and labels), averaged per training seed, "
+        f"and the interval is over the {n_units} training seeds; one that straddles 0 is no evidence either "
         "way.\n\n" + table(["fix", *[f"NFE {n}" for n in nfes]], change),
         f"## Other metrics at NFE {min(nfes)} (means)\n\n" + table(["fix", *other], extra),
         "## The arms\n\n" + table(["arm", "model", "sampler fix", "setting (selected by)"], [
@@ -95,8 +107,9 @@ def main(argv=None):
             ["IP+ES", "IP-trained", "ε/λ", f"b = {b:g}"],
             ["IP+TS", "IP-trained", "time shift", f"window {w}, cutoff {c}"]]),
         "## Reading it\n\n" + verdict_lines(rows, fid, nfes) + "\n\n"
-        "The intervals of the first table are wide because they include the spread between training seeds; "
-        "the paired changes of the second table remove it, so read effects there. "
+        "Pairing the cells removes the sampling noise that arms share within a training seed, not the spread "
+        "between training seeds: every interval on this page is over training seeds, so it is as wide as the "
+        "networks' seed-to-seed variation makes it. "
         "All arms share the networks of [papers/ddpm_ip](../ddpm_ip/README.md) (small UNets trained for a few "
         "hundred steps), so this page compares the fixes on one substrate; the ES and TS settings were selected "
         "by their own papers' stages on the larger shared base model and are used here as is, without "
@@ -120,4 +133,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -8,9 +8,9 @@ import numpy as np
 
 from common.claims import evaluate_claims, load_claims
 from common.config import load_config, resolve, to_dict
-from common.evaluation import mean_ci
 from common.publish import publish
 from common.report import ci_cell, fmt, plt, table
+from common.stats import mean_ci
 from papers.new_knowledge.config import NewKnowledgeConfig
 from papers.new_knowledge.method import CATEGORIES
 
@@ -225,4 +225,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -82,7 +82,9 @@ def main(argv=None):
     for seed in ev.seeds:  # deterministic; one row per seed so the `bound` claims see every seed
         rows.append({"stage": "cost", "seed": seed, "params_ratio": size.params_ratio, "flops_ratio": size.flops_ratio})
 
-    results = {"metric": exp.scorer.key("fid"), "backbone": exp.scorer.backbone,
+    floors = exp.real_floor(cfg, ev.num_samples)  # the metric's resolution at the compared sets' size
+    results = {"metric": exp.scorer.key("fid"), "floors": floors, "floor_samples": ev.num_samples,
+               "backbone": exp.scorer.backbone,
                "num_reference": exp.scorer.num_reference, "rows": rows, "size": size.to_dict(),
                "sampling_overhead_flops": {str(n): size.sampling_overhead(n, calls_per_step) for n in ev.nfe},
                "model_calls": exp.model_calls, "eval_seconds": time.time() - t0, "base_model_step": exp.meta["step"],
@@ -92,4 +94,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -19,12 +19,11 @@ HERE = Path(__file__).parent
 def main(argv=None):
     cfg = load_config(ResidualCorrectionConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
     out = resolve(cfg, cfg.paths.reports, PAPER)
-    run_dir = resolve(cfg, cfg.paths.runs, PAPER)
     res = json.loads((out / "results.json").read_text())
-    sim = json.loads((run_dir / "simulate.json").read_text())
-    trn = json.loads((run_dir / "train.json").read_text())
+    sim = json.loads((out / "simulate.json").read_text())
+    trn = json.loads((out / "train.json").read_text())
     rows, fid, size = res["rows"], res["metric"], res["size"]
-    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows)
+    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows, res.get("floors"))
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
     p, ev, s, c = plt(), cfg.evaluate, cfg.simulate, cfg.correction
@@ -69,6 +68,8 @@ def main(argv=None):
         "the same DDIM samples: the method adds r_phi(x_hat_0, N) to them, nothing else changes. The transfer rows "
         f"apply the same correction, unchanged, to samples of `models/{ev.transfer_model}` "
         f"(step {res['transfer_model_step']}).\n\n"
+        + (f"Real-vs-real {fid} at {res['floor_samples']} samples: {res['floors'][fid]:.3g} (the metric's "
+          "resolution; effects below it are marked).\n\n" if res.get("floors") else "")
         + table(["model", "NFE", "sampler"] + keys, comp)
         + "\n\n![FID vs NFE](figures/fid_vs_nfe.png)",
         "## The residual: gap to real images before and after the correction\n\n"
@@ -127,4 +128,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -3,7 +3,7 @@
 For class-balanced real images of the train split (and a few held-out ones, for the validation gap):
 x_T = DDIM inversion of x_0 with `simulate.inversion_steps` steps, then x_hat_0 = the N-step DDIM
 sampler from x_T for every N in `simulate.nfe` (method.simulate_residuals). Writes
-runs/residual_correction/pairs.pt and simulate.json (the gap ||x_0 - x_hat_0||^2 per NFE, cost).
+runs/residual_correction/pairs.pt and reports/residual_correction/simulate.json (the gap ||x_0 - x_hat_0||^2 per NFE, cost).
 """
 
 import json
@@ -75,9 +75,13 @@ def main(argv=None):
                "num_pairs": {split: int(len(pairs[split]["nfe"])) for split in ("train", "heldout")},
                "model_calls": (s.num_pairs + s.num_val) * per_image, "seconds": time.time() - t0,
                "base_model_step": meta["step"]}
-    (out / "simulate.json").write_text(json.dumps(metrics, indent=2))
+    reports = resolve(cfg, cfg.paths.reports, PAPER)  # small summary beside the report, tracked by git
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "simulate.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics))
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

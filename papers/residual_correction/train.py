@@ -1,19 +1,18 @@
 """Stage `train`: fit the correction function r_phi on the simulated pairs (objective R3 of method.py).
 
 common/training.py's loop (EMA, checkpoints in runs/residual_correction/checkpoints, resume, NaN
-guard). Writes the EMA weights to runs/residual_correction/correction and train.json: the loss
+guard). Writes the EMA weights to runs/residual_correction/correction and reports/residual_correction/train.json: the loss
 history and the gap ||x_0 - x_hat_0||^2 per NFE before and after the correction, on the training
 pairs and on held-out images the correction never saw.
 """
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from common.config import load_config, resolve, to_dict
+from common.config import load_config, reading, require, resolve, to_dict
 from common.models import build_unet, count_parameters
 from common.seeding import seed_everything
 from common.tracking import log_run
@@ -31,12 +30,12 @@ def build_correction(cfg: ResidualCorrectionConfig, resolution: int, channels: i
 
 
 def load_correction(path: Path):
+    """r_phi as written by this stage; missing or unreadable: a UserError naming the path and the stage `train`."""
     from diffusers import UNet2DModel
 
-    if not (Path(path) / "config.json").is_file():
-        raise FileNotFoundError(f"correction function not found at {path}; it is made by the stage "
-                                f"`train` (run `dvc repro papers/{PAPER}/dvc.yaml:train`)")
-    return UNet2DModel.from_pretrained(str(path)).eval().requires_grad_(False)
+    path = require(path, f"papers/{PAPER}/dvc.yaml:train", marker="config.json")
+    with reading(path, f"papers/{PAPER}/dvc.yaml:train"):
+        return UNet2DModel.from_pretrained(str(path)).eval().requires_grad_(False)
 
 
 @torch.no_grad()
@@ -79,26 +78,27 @@ def fit_correction(cfg: ResidualCorrectionConfig, pairs: dict, run_dir: Path, id
 def main(argv=None):
     cfg = load_config(ResidualCorrectionConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
     run_dir = resolve(cfg, cfg.paths.runs, PAPER)
-    pairs_path = run_dir / "pairs.pt"
-    if not pairs_path.is_file():
-        raise FileNotFoundError(f"{pairs_path} not found; it is made by the stage `simulate` "
-                                f"(run `dvc repro papers/{PAPER}/dvc.yaml:simulate`)")
-    pairs = torch.load(pairs_path)
-    if pairs["nfe_grid"] != list(cfg.simulate.nfe):
-        raise ValueError(f"{pairs_path} holds NFE {pairs['nfe_grid']}, params say simulate.nfe = "
+    simulate = f"papers/{PAPER}/dvc.yaml:simulate"
+    pairs_path = require(run_dir / "pairs.pt", simulate)
+    with reading(pairs_path, simulate):
+        pairs = torch.load(pairs_path)
+        nfe_grid = pairs["nfe_grid"]
+    if nfe_grid != list(cfg.simulate.nfe):
+        raise ValueError(f"{pairs_path} holds NFE {nfe_grid}, params say simulate.nfe = "
                          f"{list(cfg.simulate.nfe)}: rerun the stage `simulate`")
-    t0 = time.time()
     res = fit_correction(cfg, pairs, run_dir, identity_files=[pairs_path])
-    seconds = time.time() - t0
     if not res.is_main_process:
         return
     net = res.model.eval()
     save_model_atomic(net, run_dir / "correction")
     gaps = {split: gap_before_after(net, pairs[split], cfg.simulate.nfe) for split in ("train", "heldout")}
     metrics = {"final_loss": res.history[-1]["loss"], "params": count_parameters(net), "steps": res.steps,
-               "train_seconds": seconds, "resumed_from": res.resumed_from or 0, "gap_mse": gaps,
+               "train_seconds": res.train_seconds, "resumed_from": res.resumed_from or 0,
+               "resumed_from_step": res.resumed_from_step, "gap_mse": gaps,
                "base_model_step": pairs["base_model_step"]}
-    (run_dir / "train.json").write_text(json.dumps({**metrics, "history": res.history}, indent=2))
+    reports = resolve(cfg, cfg.paths.reports, PAPER)  # small summary beside the report, tracked by git
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "train.json").write_text(json.dumps({**metrics, "history": res.history}, indent=2))
     flat = {f"gap_mse.{s}.nfe{n}.{k}": v for s, g in gaps.items() for n, d in g.items() for k, v in d.items()}
     log_run(cfg, PAPER, "train", {"correction": to_dict(cfg.correction), "simulate": to_dict(cfg.simulate)},
             {k: v for k, v in metrics.items() if not isinstance(v, dict)} | flat, seed=cfg.correction.train.seed,
@@ -107,4 +107,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -8,9 +8,9 @@ import numpy as np
 
 from common.claims import evaluate_claims, load_claims
 from common.config import load_config, resolve, to_dict
-from common.evaluation import mean_ci
 from common.publish import publish
 from common.report import ci_cell, fmt, plt, select, table
+from common.stats import mean_ci
 from papers.scaling_down_clip.config import ScalingDownClipConfig
 from papers.scaling_down_clip.method import gap, interior_optimum
 
@@ -206,4 +206,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -21,7 +21,7 @@ from scipy.stats import wasserstein_distance
 from common.config import load_config, resolve
 from common.data import load_split, to_model_range, to_uint8
 from common.diffusion import NoiseSchedule, unet_fn
-from common.experiment import BaseModelExperiment
+from common.experiment import BaseModelExperiment, real_subset
 from common.report import class_grid, save_grid
 from common.sampling import SamplingSpec, timesteps
 from common.seeding import seed_everything
@@ -107,8 +107,14 @@ def main(argv=None):
               "latent_dim": 4 * 64 * 64}
     ab_last = float(exp.schedule.alpha_bar(exp.schedule.T - 1))
     data_classes = [float(b_data[(y_ho == c).numpy()].mean()) for c in range(max(exp.num_classes, 1))]
+    # the metrics' resolution at the compared sets' size: FID & co. (exp.real_floor) and the brightness
+    # distances, all of the same class-balanced set of real training images
+    floors = exp.real_floor(cfg, cfg.num_samples)
+    x_real, _ = real_subset(exp.data_dir, cfg.num_samples, exp.num_classes, cfg.seed)
+    floors.update({k: v for k, v in brightness_metrics(brightness(x_real), b_data).items() if k != "brightness_mean"})
     np.savez_compressed(out / "samples" / "brightness.npz", **{k: v.astype(np.float32) for k, v in arrays.items()})
-    results = {"metric": exp.scorer.key("fid"), "backbone": exp.scorer.backbone,
+    results = {"metric": exp.scorer.key("fid"), "floors": floors, "floor_samples": cfg.num_samples,
+               "backbone": exp.scorer.backbone,
                "num_reference": exp.scorer.num_reference, "rows": rows, "start_gap": gap, "sd15_reference": sd_ref,
                "ab_last": ab_last,
                "data_brightness_mean": float(b_data.mean()),
@@ -121,4 +127,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -8,9 +8,9 @@ import numpy as np
 
 from common.claims import evaluate_claims, load_claims
 from common.config import load_config, resolve, to_dict
-from common.evaluation import mean_ci
 from common.publish import publish, sampling_protocol
 from common.report import ci_cell, fmt, plt, select, side_by_side, table
+from common.stats import mean_ci
 from papers.sing_diffusion.config import SingDiffusionConfig
 
 PAPER = "sing_diffusion"
@@ -41,7 +41,7 @@ def main(argv=None):
     res = json.loads((out / "results.json").read_text())
     train = json.loads((out / "train.json").read_text())
     rows, fid = res["rows"], res["metric"]
-    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows)
+    verdicts = evaluate_claims(load_claims(HERE / "claims.yaml"), rows, res.get("floors"))
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
     p = plt()
@@ -140,6 +140,9 @@ def main(argv=None):
         f"W1 = Wasserstein-1 distance of its distribution to the held-out data's (mean {res['data_brightness_mean']:.2f}). "
         f"`compare`: plain conditional sampling; `guided`: classifier-free guidance s = {g_guided:g} with the "
         "official normalized guided mean (ybar_u + s (ybar_c - ybar_u)) / s.\n\n"
+        + (f"Real-vs-real {fid} at {res['floor_samples']} samples: {res['floors'][fid]:.3g}, brightness W1: "
+           f"{res['floors'].get('brightness_w1', float('nan')):.3g} (the metrics' resolution; effects below it "
+           "are marked).\n\n" if res.get("floors") else "")
         + table(["grid", "sampler", "spacing", "NFE", "t0", "arm"] + metric_keys, comp)
         + "\n\n![paired effects](figures/effects.png)",
         "## Brightness\n\n"
@@ -189,4 +192,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

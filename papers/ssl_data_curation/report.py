@@ -8,9 +8,9 @@ import numpy as np
 
 from common.claims import evaluate_claims, load_claims
 from common.config import load_config, resolve, to_dict
-from common.evaluation import mean_ci
 from common.publish import publish
 from common.report import ci_cell, fmt, plt, table
+from common.stats import mean_ci
 from papers.ssl_data_curation.config import SslDataCurationConfig
 
 PAPER = "ssl_data_curation"
@@ -127,7 +127,7 @@ def main(argv=None):
         f"tower), {st.train.samples:,} samples seen on each subset (T = {c.target_size}), seeds {list(st.seeds)} "
         "(seed s: curation s, random subset s, init s). Zero-shot accuracy on the clean test scenes (single-digit "
         "scenes for digit/colour); mean [95% CI].\n\n"
-        + table(["trained on", "seeds"] + [l for _, l in metrics], clip_tab)
+        + table(["trained on", "seeds"] + [label for _, label in metrics], clip_tab)
         + "\n\n![tail accuracy](figures/tail_accuracy.png)",
         "## Reading the result\n\n"
         "The paper curates web images with DINOv2 features, whose clusters follow semantic concepts. Here the "
@@ -171,4 +171,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -85,7 +85,9 @@ def main(argv=None):
                     rows.append({"stage": "overhead", "sampler": sampler, "nfe": nfe, "seed": seed, "group": group,
                                  "overhead": secs[group] / secs["baseline"] - 1})
 
-    results = {"window": window, "cutoff": cutoff, "paper_window": cp.paper_window, "paper_cutoff": cp.paper_cutoff, "sweep_mean_fid": {f"{w},{c}": v for (w, c), v in sweep_mean.items()},
+    floors = exp.real_floor(cfg, cp.num_samples)  # the metric's resolution at the compared sets' size
+    results = {"floors": floors, "floor_samples": cp.num_samples,
+               "window": window, "cutoff": cutoff, "paper_window": cp.paper_window, "paper_cutoff": cp.paper_cutoff, "sweep_mean_fid": {f"{w},{c}": v for (w, c), v in sweep_mean.items()},
                "metric": fid, "backbone": exp.scorer.backbone, "num_reference": exp.scorer.num_reference,
                "rows": rows, "shifts": shifts, "model_calls": exp.model_calls, "eval_seconds": time.time() - t0,
                "base_model_step": exp.meta["step"]}
@@ -94,4 +96,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -45,7 +45,7 @@ def shifted_timestep(var: torch.Tensor, t_next: int, window: int, cutoff: int,
         return torch.full((n,), t_next, dtype=torch.long)
     h = window // 2
     lo, hi = max(t_next - h, 0), min(t_next + h, len(noise_var) - 1)
-    candidates = noise_var[lo : hi + 1].to(var.dtype)  # [W]
+    candidates = noise_var[lo : hi + 1].to(var.device, var.dtype)  # [W]
     return lo + torch.argmin((var[:, None] - candidates[None, :]) ** 2, dim=1)
 
 

@@ -1,10 +1,9 @@
-"""common/evaluation.py: FID against its closed form, metric keys, intervals, the torch-fidelity extractor."""
+"""common/evaluation.py: FID against its closed form, metric keys, bootstrap intervals, the torch-fidelity extractor."""
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from scipy import stats
 
 from common.evaluation import (
     bootstrap_ci,
@@ -13,7 +12,6 @@ from common.evaluation import (
     extract_features,
     fid_from_features,
     load_classifier,
-    mean_ci,
     metric_key,
     metrics_from_features,
     save_classifier,
@@ -117,18 +115,6 @@ def test_bootstrap_ci():
     b = torch.randn(300, generator=g)
     lo2, hi2 = bootstrap_ci(lambda u, v: float(u.mean() - v.mean()), [a, b], n_boot=300, seed=0)
     assert lo2 < float(a.mean() - b.mean()) < hi2
-
-
-def test_mean_ci_matches_scipy_t_interval():
-    v = [3.1, 2.7, 3.6, 2.9]
-    m, lo, hi = mean_ci(v)
-    ref = stats.t.interval(0.95, len(v) - 1, loc=np.mean(v), scale=stats.sem(v))
-    assert m == pytest.approx(np.mean(v))
-    assert (lo, hi) == pytest.approx(ref)
-    m, lo, hi = mean_ci(v, alpha=0.1)
-    assert (lo, hi) == pytest.approx(stats.t.interval(0.9, 3, loc=np.mean(v), scale=stats.sem(v)))
-    m1, lo1, hi1 = mean_ci([4.0])
-    assert m1 == 4.0 and np.isnan(lo1) and np.isnan(hi1)
 
 
 # ------------------------------------------------------------------ torch-fidelity feature extractor

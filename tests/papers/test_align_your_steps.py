@@ -18,7 +18,7 @@ from scipy.optimize import minimize, minimize_scalar
 from common.claims import load_claims
 from common.config import load_config
 from common.diffusion import NoiseSchedule
-from common.sampling import Hooks, SampleNoise, ddim_step, sample, timesteps
+from common.sampling import ddim_step, sample, timesteps
 from papers.align_your_steps import method as ays
 from papers.align_your_steps.config import AlignYourStepsConfig
 

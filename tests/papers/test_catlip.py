@@ -16,11 +16,20 @@ import os
 
 import pytest
 import torch
-
-from papers.catlip.method import (Lexicon, build_vocabulary, caption_preprocessing, caption_to_synsets,
-                                  bce_batch_mean, lemma_lexicon, lemmatize_noun, make_lexicon, multi_hot,
-                                  wordnet_synset_key)
 from tinyrepo import env_for, make_tiny_repo
+
+from papers.catlip.method import (
+    Lexicon,
+    bce_batch_mean,
+    build_vocabulary,
+    caption_preprocessing,
+    caption_to_synsets,
+    lemma_lexicon,
+    lemmatize_noun,
+    make_lexicon,
+    multi_hot,
+    wordnet_synset_key,
+)
 
 # The official mock vocabulary: the first 10 keys of the frequency-sorted dict in
 # `WordnetTaggedClassificationDataset._get_vocab`'s docstring (image = n5928118 first, black = n4960277 third).
@@ -148,6 +157,57 @@ def test_bce_batch_mean_hand_computed():
     assert bce_batch_mean(logits, targets).item() == pytest.approx(hand, rel=1e-6)
     mean_reduction = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets).item()
     assert bce_batch_mean(logits, targets).item() == pytest.approx(mean_reduction * 3, rel=1e-6)  # x |V|, not x B
+
+
+# --------------------------------------------------------------------------- run_catlip: resume
+class _Interrupt(Exception):
+    pass
+
+
+def test_run_catlip_resume_keeps_one_probe_per_budget(tmp_path, monkeypatch):
+    """Stopped when step 8 begins (checkpoint 4, probes of steps 2 and 6 already in curve.json): the rerun
+    resumes at 4 and records each budget's probe once, equal to the uninterrupted run's; without result.json
+    a finished run is retrained from scratch (as common.clip_runs.run_clip, tests/common/test_clip_runs.py)."""
+    from tiny_scenes import tiny_scenes
+
+    from common.config import ClipModelConfig, ClipTrainConfig
+    from common.training import COMPLETE
+    from papers.catlip import experiment
+
+    train_set, probe, test = tiny_scenes()
+    sets = [caption_to_synsets(c, lemma_lexicon()) for c in train_set.captions]
+    targets = multi_hot(sets, build_vocabulary(sets, v_tau=1)[0])
+    spec = ClipModelConfig(embed_dim=8, cnn_widths=[4, 8], text_width=8, text_layers=1, text_heads=2)
+    t = ClipTrainConfig(samples=128, batch_size=16, checkpoint_every=4, log_every=2)  # 8 steps
+    kw = dict(seed=0, probe=probe, test=test, eval_samples=[32, 96])  # probes after steps 2 and 6
+    ref = experiment.run_catlip("c", train_set, targets, spec, t, run_dir=tmp_path / "ref", **kw)
+    assert [p["samples_seen"] for p in ref["curve"]] == [32, 96] and ref["resumed_from_step"] == 0
+
+    real_loss, calls = experiment.catlip_loss, [0]
+
+    def stopped(*a):
+        calls[0] += 1  # one micro-batch per step
+        if calls[0] > 7:
+            raise _Interrupt
+        return real_loss(*a)
+
+    monkeypatch.setattr(experiment, "catlip_loss", stopped)
+    with pytest.raises(_Interrupt):
+        experiment.run_catlip("c", train_set, targets, spec, t, run_dir=tmp_path / "run", **kw)
+    monkeypatch.undo()
+    folder = tmp_path / "run" / "c"
+    assert [p["samples_seen"] for p in json.loads((folder / "curve.json").read_text())["points"]] == [32, 96]
+    res = experiment.run_catlip("c", train_set, targets, spec, t, run_dir=tmp_path / "run", **kw)
+    assert res["resumed_from"] == 4 and res["resumed_from_step"] == 4
+    assert [p["samples_seen"] for p in res["curve"]] == [32, 96]  # the step-6 probe is not duplicated
+    assert res["curve"] == ref["curve"] and res["probe_digit"] == ref["probe_digit"]
+    assert res["history"] == ref["history"] and res["train_seconds"] > 0
+
+    # finished, result.json lost: retrained from scratch, not resumed at step 8; its probes once each
+    assert (folder / "checkpoints" / COMPLETE).is_file()
+    (folder / "result.json").unlink()
+    again = experiment.run_catlip("c", train_set, targets, spec, t, run_dir=tmp_path / "run", **kw)
+    assert again["resumed_from"] is None and again["curve"] == ref["curve"]
 
 
 # --------------------------------------------------------------------------- the tiny pipeline

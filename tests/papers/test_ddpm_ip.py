@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tinyrepo import make_tiny_repo, run_stage
 
 from common.claims import load_claims
 from common.config import load_config
@@ -14,7 +15,6 @@ from common.diffusion import NoiseSchedule
 from common.sampling import sample, timesteps
 from papers.ddpm_ip.config import DdpmIpConfig
 from papers.ddpm_ip.method import input_perturbation_loss, ip_optimal_eps, perturbed_x_t
-from tinyrepo import make_tiny_repo, run_stage
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEDULE = NoiseSchedule()  # linear betas 1e-4..0.02, T = 1000
@@ -129,7 +129,8 @@ def test_report_has_a_verdict_per_claim(tiny):
     verdicts = json.loads((tiny / "reports/ddpm_ip/verdicts.json").read_text())["verdicts"]
     assert [v["id"] for v in verdicts] == ["ip-lowers-fid-ddim10", "ip-lowers-fid-ddim20", "ip-lowers-fid-ddim50",
                                            "ip-lowers-fid-ddpm50"]
-    assert all(v["n_seeds"] == 4 for v in verdicts)  # 2 training seeds x 2 sampling seeds, paired
+    # the replication unit is the training seed: 2 training seeds, their 2 sampling seeds averaged first
+    assert all(v["n_units"] == 2 and v["unit"] == "train_seed" for v in verdicts)
     report = (tiny / "reports/ddpm_ip/README.md").read_text()
     assert "Spread over training seeds" in report
     assert (tiny / "reports/ddpm_ip/figures/fid_vs_nfe.png").stat().st_size > 1000

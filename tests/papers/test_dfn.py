@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tolerances import NEGATIVE_CONTROL, fp32_tolerance, network_roundings
 
 from common.claims import evaluate_claims, load_claims
 from papers.dfn import method
@@ -57,7 +58,12 @@ def test_score_pairs_matches_common_pair_scores():
     caps = ["one digit: small red seven top left"] * 3 + ["two digits: large blue one top left, small red two top right"] * 3
     sc = Scenes(imgs, caps, caps, np.array(["clean"] * 6), np.zeros(6, int), np.ones(6, int), [[7]] * 6, [["red"]] * 6)
     ours = method.score_pairs(model, tok, imgs, caps, spec.context_length, batch=4)
-    assert np.allclose(ours, pair_scores(model, tok, sc, spec.context_length).numpy(), atol=1e-5)
+    ref = pair_scores(model, tok, sc, spec.context_length).numpy()
+    # batches of 4 + 2 vs 6 round differently inside the towers: one call of each, cosines <= 1, and the two
+    # normalisations by |img| and |txt| pass each embedding's relative error on once each
+    tol = fp32_tolerance(scale=1.0, steps=network_roundings(model), amplification=2)
+    np.testing.assert_allclose(ours, ref, atol=tol, rtol=0)
+    assert np.abs(ours - ref[::-1]).max() > NEGATIVE_CONTROL * tol  # pairs mixed up: far outside
 
 
 # --------------------------------------------------------------------------- filtering quality
@@ -166,6 +172,6 @@ def test_claims_evaluate_on_claim_rows():
     verdicts = {v.id: v for v in evaluate_claims(load_claims(ROOT / "papers/dfn/claims.yaml"), rows)}
     assert set(verdicts) == {"dfn-beats-unfiltered", "dfn-beats-heuristic", "accuracy-does-not-predict-quality",
                              "accuracy-does-not-predict-student"}
-    assert all(v.n_seeds == 3 for v in verdicts.values())
+    assert all(v.n_units == 3 for v in verdicts.values())
     assert verdicts["dfn-beats-unfiltered"].effect == pytest.approx(0.10)
     assert verdicts["accuracy-does-not-predict-quality"].verdict == "reproduced"

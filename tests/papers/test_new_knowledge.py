@@ -6,12 +6,25 @@ import json
 
 import numpy as np
 import pytest
-
-from papers.new_knowledge.method import (HIGHLY_KNOWN, MAYBE_KNOWN, UNKNOWN, WEAKLY_KNOWN, early_stop_epoch,
-                                         exact_match, exemplar_sets, few_shot_prompt, fit_linear_model,
-                                         normalize_answer, p_correct, sample_hits, slick_category,
-                                         unknown_share_variants)
 from tinyrepo import inside, make_tiny_repo
+
+from common.claims import LABELS
+from papers.new_knowledge.method import (
+    HIGHLY_KNOWN,
+    MAYBE_KNOWN,
+    UNKNOWN,
+    WEAKLY_KNOWN,
+    early_stop_epoch,
+    exact_match,
+    exemplar_sets,
+    few_shot_prompt,
+    fit_linear_model,
+    normalize_answer,
+    p_correct,
+    sample_hits,
+    slick_category,
+    unknown_share_variants,
+)
 
 
 # --------------------------------------------------------------------------- SliCK (Fig. 2)
@@ -166,7 +179,7 @@ def test_tiny_pipeline_outputs(tiny):
     assert [v["id"] for v in verdicts] == ["unknown-fitted-slower", "unknown-hurts-at-convergence",
                                            "early-stop-mitigates", "linear-model-beta-unk-negative",
                                            "linear-model-beta-kn-positive"]
-    assert all(v["n_seeds"] == 3 and v["verdict"] in ("reproduced", "not reproduced", "inconclusive")
+    assert all(v["n_units"] == 3 and v["verdict"] in LABELS
                for v in verdicts)
     for fig in ("slick_by_frequency.png", "train_acc_by_category.png", "test_acc_vs_unknown.png",
                 "test_acc_over_epochs.png", "linear_model.png"):
@@ -175,18 +188,18 @@ def test_tiny_pipeline_outputs(tiny):
     assert "HighlyKnown" in readme and "unknown-fitted-slower" in readme
 
 
-def test_tiny_finetune_resumes_run_by_run(tiny):
+def test_tiny_finetune_resumes_run_by_run(tiny, monkeypatch):
     """A second finetune reuses every finished run (curve.json with the same fingerprint) and writes the same results."""
-    import time
-
     out = tiny / "reports" / "new_knowledge" / "results.json"
     before = json.loads(out.read_text())
     with inside(tiny):
         from papers.new_knowledge import finetune
 
-        t0 = time.time()
+        def no_training(*args, **kwargs):
+            raise AssertionError("a finished run was trained again")
+
+        monkeypatch.setattr(finetune, "train", no_training)  # read back, not retrained (no wall-clock limit)
         finetune.main(["tracking.enabled=false"])
-        assert time.time() - t0 < 5
     after = json.loads(out.read_text())
     assert after["runs"] == before["runs"] and after["rows"] == before["rows"]
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 import yaml
+from tolerances import NEGATIVE_CONTROL, fp32_tolerance, network_roundings, sampler_gain
 
 from common.claims import load_claims
 from common.config import ConfigError, load_config
@@ -23,8 +24,16 @@ from common.models import build_unet, count_parameters
 from common.sampling import Hooks, sample, timesteps
 from papers.residual_correction.config import ResidualCorrectionConfig
 from papers.residual_correction.cost import flops_per_call, size_ratio
-from papers.residual_correction.method import (ResidualCorrection, correct, ddim_inversion, residual, residual_loss,
-                                               sampler_output, simulate_residuals, unet_correction)
+from papers.residual_correction.method import (
+    ResidualCorrection,
+    correct,
+    ddim_inversion,
+    residual,
+    residual_loss,
+    sampler_output,
+    simulate_residuals,
+    unet_correction,
+)
 from papers.residual_correction.train import apply_correction, build_correction, fit_correction, gap_before_after
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,16 +176,23 @@ def _tiny_unet(seed=0):
 
 
 def test_simulation_is_deterministic_and_batch_independent():
-    fn = unet_fn(_tiny_unet())
+    net = _tiny_unet()
+    fn, grid, inversion_steps = unet_fn(net), [2, 4], 6
     g = torch.Generator().manual_seed(3)
     x0, c = torch.rand(6, 1, 8, 8, generator=g) * 2 - 1, torch.arange(6) % 10
-    a = simulate_residuals(fn, SCHEDULE, x0, c, [2, 4], 6)
-    b = simulate_residuals(fn, SCHEDULE, x0, c, [2, 4], 6)
+    a = simulate_residuals(fn, SCHEDULE, x0, c, grid, inversion_steps)
+    b = simulate_residuals(fn, SCHEDULE, x0, c, grid, inversion_steps)
     for u, v in zip(a, b):
-        assert torch.equal(u, v)
-    halves = [simulate_residuals(fn, SCHEDULE, x0[s], c[s], [2, 4], 6) for s in (slice(0, 3), slice(3, 6))]
+        assert torch.equal(u, v)  # the same batch on the same machine: bit-identical
+    halves = [simulate_residuals(fn, SCHEDULE, x0[s], c[s], grid, inversion_steps) for s in (slice(0, 3), slice(3, 6))]
     x_hat = torch.stack([torch.cat([h[0][k * 3 : (k + 1) * 3] for h in halves]) for k in range(2)]).flatten(0, 1)
-    torch.testing.assert_close(x_hat, a[0], atol=1e-5, rtol=0)
+    # batches of 6 vs 3 round differently inside the network; x_hat in [-1, 1] comes from 6 inversion calls
+    # and up to 4 sampler calls, and the sampler's x0 prediction at t = 999 magnifies their rounding
+    tol = fp32_tolerance(scale=1.0, steps=(inversion_steps + max(grid)) * network_roundings(net),
+                         amplification=sampler_gain(SCHEDULE, timesteps(max(grid))[0]))
+    torch.testing.assert_close(x_hat, a[0], atol=tol, rtol=0)
+    # the check can fail: mixing up samples (another x_0 for the same row) moves every row by far more
+    assert (a[0] - a[0].roll(1, 0)).abs().flatten(1).amax(1).min() > NEGATIVE_CONTROL * tol
 
 
 def test_training_is_deterministic(tmp_path):

@@ -7,10 +7,19 @@ import json
 
 import numpy as np
 import pytest
-
-from papers.scaling_down_clip.method import (epochs, flops_matched, gap, interior_optimum, nested_subsets,
-                                             quality_score, top_x_subset, training_compute)
 from tinyrepo import inside, make_tiny_repo
+
+from common.claims import LABELS
+from papers.scaling_down_clip.method import (
+    epochs,
+    flops_matched,
+    gap,
+    interior_optimum,
+    nested_subsets,
+    quality_score,
+    top_x_subset,
+    training_compute,
+)
 
 
 # --------------------------------------------------------------------------- Top x% (Sec. 3.2)
@@ -156,7 +165,7 @@ def test_u_shape_claim_on_planted_curves():
                                                              "param": "top_pct", "where": {"stage": "quality"}}}
     u = [0.5, 0.4, 0.3, 0.35, 0.45]
     rows = [{"stage": "quality", "seed": s, "top_pct": x, "zero_shot_error": e + 0.01 * s}
-            for s in (0, 1) for x, e in zip([10, 20, 40, 70, 100], u)]
+            for s in (0, 1, 2) for x, e in zip([10, 20, 40, 70, 100], u)]
     assert evaluate_claims([claim], rows)[0].verdict == "reproduced"
     rows = [{**r, "zero_shot_error": r["top_pct"] / 100} for r in rows]
     assert evaluate_claims([claim], rows)[0].verdict == "not reproduced"
@@ -214,7 +223,7 @@ def test_tiny_pipeline_outputs(tiny):
     verdicts = json.loads((out / "verdicts.json").read_text())["verdicts"]
     assert [v["id"] for v in verdicts] == ["quality-interior-optimum", "top40-beats-all-data",
                                            "cnn-beats-vit-small-data", "cnn-advantage-shrinks-with-data"]
-    assert all(v["n_seeds"] == 2 and v["verdict"] in ("reproduced", "not reproduced", "inconclusive")
+    assert all(v["n_units"] == 2 and v["verdict"] in LABELS
                for v in verdicts)
     for fig in ("quality_vs_quantity.png", "cnn_vs_vit_vs_data.png"):
         assert (out / "figures" / fig).stat().st_size > 1000

@@ -1,11 +1,13 @@
 """SingDiffusion (Zhang et al., CVPR 2024): the first step, the guided mean, the trained net, the samplers."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from tolerances import NEGATIVE_CONTROL, fp32_tolerance, sampler_gain
 
 from common.claims import load_claims
 from common.config import TrainConfig, load_config
@@ -13,8 +15,15 @@ from common.diffusion import NoiseSchedule
 from common.sampling import SampleNoise, SamplingSpec, sample, sample_seeds, timesteps
 from common.training import train
 from papers.sing_diffusion.config import SingDiffusionConfig
-from papers.sing_diffusion.method import (SingDiffusionNet, SingDiffusionStart, guided_mean, initial_singular_step,
-                                          predict_mean, singularity_loss, start_gap_nats)
+from papers.sing_diffusion.method import (
+    SingDiffusionNet,
+    SingDiffusionStart,
+    guided_mean,
+    initial_singular_step,
+    predict_mean,
+    singularity_loss,
+    start_gap_nats,
+)
 from papers.sing_diffusion.samplers import dpm_solver_2m, generate
 from papers.sing_diffusion.train import class_means
 
@@ -160,7 +169,13 @@ def test_generate_starts_from_x_t0_and_is_deterministic(sampler):
 
     base, labels = generate(_model, SCHEDULE, spec, (1, 4, 4), 3)
     same, _ = generate(_model, SCHEDULE, spec, (1, 4, 4), 3, start=identity_start, batch_size=3)
-    torch.testing.assert_close(base, same, atol=0, rtol=0)  # batch size and a no-op start change nothing
+    # batch size and a no-op start change nothing. _model is elementwise, so there is no reduction to reassociate:
+    # at most sin's vectorised and scalar paths round differently, once per call. x0 at t0 = 800 and DPM-Solver-2M's
+    # extrapolation (weights 1 + 1/r, r >= 0.24 on this grid) magnify that
+    tol = fp32_tolerance(scale=1.0, steps=spec.nfe, amplification=(1 + 1 / 0.24) * sampler_gain(SCHEDULE, 800))
+    torch.testing.assert_close(base, same, atol=tol, rtol=0)
+    other, _ = generate(_model, SCHEDULE, replace(spec, seed=4), (1, 4, 4), 3)
+    assert (other - base).abs().flatten(1).amax(1).min() > NEGATIVE_CONTROL * tol  # another seed: far outside
     assert seen == [pytest.approx(float(SCHEDULE.alpha_bar(800)))] * 3  # leading, 5 steps: t0 = 800
     assert labels.tolist() == [0, 1, 2, 0, 1, 2, 0]
 

@@ -192,9 +192,10 @@ def test_tiny_pipeline_outputs(tiny):
 
 
 def test_full_profile_names_missing_data(tiny):
+    from tinyrepo import inside
+
     from common.data import MissingDataError
     from papers.ssl_data_curation import curate
-    from tinyrepo import inside
 
     with inside(tiny), pytest.raises(MissingDataError, match="DINOv2"):
         curate.main(["profile=full", "tracking.enabled=false"])
