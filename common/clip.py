@@ -154,12 +154,16 @@ def save_clip(model, path: Path, meta: dict):
     (path / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
-def load_clip(path: Path, spec, tok):
-    path = Path(path)
-    if not (path / "model.pt").is_file():
-        raise FileNotFoundError(f"no CLIP weights at {path}; the stage that writes them has not run")
+def load_clip(path: Path, spec, tok, stage: Optional[str] = None):
+    """A CLIP written by `save_clip`; missing or unreadable: a UserError naming the stage whose DVC outs hold
+    `path` (else `stage`)."""
+    from common.config import reading, require
+
+    path = require(path, stage, marker="model.pt")
     model = build_clip(spec, tok, seed=0)
-    model.load_state_dict(torch.load(path / "model.pt", map_location="cpu"))
+    with reading(path / "model.pt", stage):
+        state = torch.load(path / "model.pt", map_location="cpu")
+    model.load_state_dict(state)
     return model.eval()
 
 

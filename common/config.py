@@ -13,24 +13,171 @@ Resolution order (later wins):
         tiny            seconds; used by the end-to-end tests
         full            the paper's scale, for `accelerate launch` on GPUs
   4. command-line overrides in Hydra's grammar (`base_model.train.steps=10`).
+
+Ranges. Numeric fields carry declarative bounds in their dataclass metadata (`bounded(10, ge=1)`,
+`seed_list(0, 1, 2)`); `load_config` checks every one, recursively, after all files, overlays and
+overrides are merged and before any stage does work, and fails with one line naming the params
+file, the dotted key, the bad value and the allowed range:
+    papers/new_knowledge/params.yaml: slick.n_prompts = -1 must be >= 1 (command line override 'slick.n_prompts=-1')
+
+Errors the user can fix (a bad parameter, a missing or unreadable input) are `UserError`s; stage
+entry points run through `common.cli.run_main`, which prints them as one line and exits 2.
+`require` / `reading` are the one helper every loader of a shared artefact uses to say which
+stage makes a missing or unreadable input.
+
+Flags (every entry point, handled here): `--help`/`-h` prints the stage's help, `--cfg job` prints
+the resolved config as YAML; both exit 0. `python -m common.config --check [papers/<name> ...]`
+loads the config of every stage of the given pipelines and reports every error.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Type, TypeVar
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 PROFILES = ("cpu", "tiny", "full")
 
 
-class ConfigError(ValueError):
-    """A parameter problem, with the key and the file it came from."""
+# --------------------------------------------------------------------------- user errors
+class UserError(Exception):
+    """A problem the user causes and can fix (a parameter, a missing input): one line, no traceback.
+
+    Stage entry points run `common.cli.run_main(main)`, which prints it and exits with status 2.
+    """
+
+
+class ConfigError(UserError, ValueError):
+    """A parameter problem, with the key and the file it came from (`errors`: every problem found)."""
+
+    def __init__(self, message: str, errors: Sequence[str] = ()):
+        super().__init__(message)
+        self.errors = list(errors) or [message]
+
+
+class MissingInputError(UserError, FileNotFoundError):
+    """An input another stage makes is absent; the message names the path and that stage."""
+
+
+class UnreadableInputError(UserError, OSError):
+    """An input exists but cannot be read (truncated, corrupt, wrong format); names the path and its stage."""
+
+
+# --------------------------------------------------------------------------- bounds
+BOUNDS_KEY = "bounds"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a numeric field (or of every element of a list / value of a dict field)."""
+
+    ge: Optional[float] = None
+    gt: Optional[float] = None
+    le: Optional[float] = None
+    lt: Optional[float] = None
+    nonempty: bool = False  # list / dict fields: at least one element
+
+    def admits(self, v) -> bool:
+        if isinstance(v, float) and math.isnan(v):
+            return False
+        return not ((self.ge is not None and v < self.ge) or (self.gt is not None and v <= self.gt)
+                    or (self.le is not None and v > self.le) or (self.lt is not None and v >= self.lt))
+
+    def describe(self) -> str:
+        lo = ("[", self.ge) if self.ge is not None else ("(", self.gt) if self.gt is not None else None
+        hi = (self.le, "]") if self.le is not None else (self.lt, ")") if self.lt is not None else None
+        if lo and hi:
+            return f"must be in {lo[0]}{_num(lo[1])}, {_num(hi[0])}{hi[1]}"
+        if lo:
+            return f"must be {'>=' if lo[0] == '[' else '>'} {_num(lo[1])}"
+        if hi:
+            return f"must be {'<=' if hi[1] == ']' else '<'} {_num(hi[0])}"
+        return "is not allowed"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def bounded(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, ge=None, gt=None, le=None,
+            lt=None, nonempty: bool = False):
+    """A dataclass field with a checked range: `n: int = bounded(10, ge=1)`, `p: float = bounded(0.5, ge=0, le=1)`,
+    `xs: List[int] = bounded(factory=lambda: [1, 2], ge=1, nonempty=True)` (bounds apply to every element)."""
+    return field(default=default, default_factory=factory,
+                 metadata={BOUNDS_KEY: Bounds(ge=ge, gt=gt, le=le, lt=lt, nonempty=nonempty)})
+
+
+def unit(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, nonempty: bool = False):
+    """A probability, share or fraction: every value in [0, 1]."""
+    return bounded(default, factory=factory, ge=0, le=1, nonempty=nonempty)
+
+
+def seed_list(*values: int):
+    """A non-empty list of non-negative seeds, defaulting to `values`."""
+    return bounded(factory=lambda: list(values), ge=0, nonempty=True)
+
+
+def bounds_of(cls: type, name: str) -> Optional[Bounds]:
+    """The bounds of field `name` of dataclass `cls`; a subclass that re-declares a field only to change its
+    default (e.g. `steps: int = 1000`) keeps the bounds its base class declared."""
+    for klass in getattr(cls, "__mro__", ()):
+        f = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if f is not None and BOUNDS_KEY in f.metadata:
+            return f.metadata[BOUNDS_KEY]
+    return None
+
+
+def _check_value(key: str, value, b: Bounds) -> Iterator[Tuple[str, Any, str]]:
+    """(dotted key, bad value, rule) for every violation in `value` (a number, or nested lists / dicts of them)."""
+    if value is None or isinstance(value, (bool, str)):
+        return  # Optional fields left unset; non-numeric values are the type checker's business
+    if isinstance(value, (list, tuple)):
+        if b.nonempty and not value:
+            yield key, [], "must not be empty"
+        for i, v in enumerate(value):
+            yield from _check_value(f"{key}[{i}]", v, dataclasses.replace(b, nonempty=False))
+    elif isinstance(value, dict):
+        if b.nonempty and not value:
+            yield key, {}, "must not be empty"
+        for k, v in value.items():
+            yield from _check_value(f"{key}.{k}", v, dataclasses.replace(b, nonempty=False))
+    elif isinstance(value, (int, float)) and not b.admits(value):
+        yield key, value, b.describe()
+
+
+def range_violations(node, prefix: str = "") -> Iterator[Tuple[str, Any, str]]:
+    """Walk a structured config (DictConfig of a dataclass schema, or a dataclass instance) and yield
+    (dotted key, value, rule) for every value outside its declared bounds."""
+    typ = OmegaConf.get_type(node) if isinstance(node, DictConfig) else type(node)
+    if not dataclasses.is_dataclass(typ):
+        return
+    for f in dataclasses.fields(typ):
+        if isinstance(node, DictConfig):
+            if OmegaConf.is_missing(node, f.name):
+                continue
+            child = node[f.name]
+        else:
+            child = getattr(node, f.name)
+        key = f"{prefix}{f.name}"
+        nested = OmegaConf.get_type(child) if isinstance(child, DictConfig) else type(child)
+        if dataclasses.is_dataclass(nested):  # a section: recurse
+            yield from range_violations(child, key + ".")
+            continue
+        b = bounds_of(typ, f.name)
+        if b is None:
+            continue
+        if isinstance(child, (DictConfig, ListConfig)):
+            child = OmegaConf.to_container(child, resolve=True)
+        yield from _check_value(key, child, b)
 
 
 # --------------------------------------------------------------------------- schema
@@ -51,8 +198,8 @@ class TrackingConfig:
 @dataclass
 class DataConfig:
     name: str = "mnist"  # registry key, see common/data.py
-    resolution: int = 16
-    num_heldout: int = 1000  # held-out split: FID reference and classifier test set
+    resolution: int = bounded(16, ge=1)
+    num_heldout: int = bounded(1000, ge=1)  # held-out split: FID reference and classifier test set
     source: Optional[str] = None  # full-profile datasets: local path or hub id for `datasets`
 
 
@@ -60,25 +207,25 @@ class DataConfig:
 class ClassifierConfig:
     """The metric backbone: a small CNN classifier whose penultimate layer replaces Inception."""
 
-    channels: List[int] = field(default_factory=lambda: [32, 64])
-    feature_dim: int = 64
-    steps: int = 600
-    batch_size: int = 128
-    lr: float = 2e-3
-    seed: int = 0
+    channels: List[int] = bounded(factory=lambda: [32, 64], ge=1, nonempty=True)
+    feature_dim: int = bounded(64, ge=1)
+    steps: int = bounded(600, ge=1)
+    batch_size: int = bounded(128, ge=1)
+    lr: float = bounded(2e-3, gt=0)
+    seed: int = bounded(0, ge=0)
 
 
 @dataclass
 class UNetConfig:
     """diffusers UNet2DModel, one entry per resolution level in the lists."""
 
-    block_out_channels: List[int] = field(default_factory=lambda: [32, 64, 64])
+    block_out_channels: List[int] = bounded(factory=lambda: [32, 64, 64], ge=1, nonempty=True)
     attention_levels: List[bool] = field(default_factory=lambda: [False, False, True])
-    layers_per_block: int = 1
-    num_classes: int = 10  # 0: unconditional; otherwise a null class is added for guidance
-    dropout: float = 0.0
-    norm_num_groups: int = 8
-    attention_head_dim: int = 8
+    layers_per_block: int = bounded(1, ge=1)
+    num_classes: int = bounded(10, ge=0)  # 0: unconditional; otherwise a null class is added for guidance
+    dropout: float = unit(0.0)
+    norm_num_groups: int = bounded(8, ge=1)
+    attention_head_dim: int = bounded(8, ge=1)
     resnet_time_scale_shift: str = "default"  # "scale_shift" = ADM's use_scale_shift_norm
     resblock_updown: bool = False  # ADM's resblock_updown (BigGAN-style resampling)
     learn_sigma: bool = False  # ADM: 2x output channels (eps and variance interpolation)
@@ -86,38 +233,38 @@ class UNetConfig:
 
 @dataclass
 class DiffusionConfig:
-    num_train_timesteps: int = 1000
+    num_train_timesteps: int = bounded(1000, ge=1)
     beta_schedule: str = "linear"  # linear | squaredcos_cap_v2 (cosine, ADM)
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
+    beta_start: float = unit(1e-4)
+    beta_end: float = unit(0.02)
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1800  # optimizer steps
-    batch_size: int = 128  # global batch per optimizer step (split over processes)
-    grad_accum: int = 1
-    lr: float = 2e-3
-    warmup_steps: int = 100
+    steps: int = bounded(1800, ge=1)  # optimizer steps
+    batch_size: int = bounded(128, ge=1)  # global batch per optimizer step (split over processes)
+    grad_accum: int = bounded(1, ge=1)
+    lr: float = bounded(2e-3, gt=0)
+    warmup_steps: int = bounded(100, ge=0)
     lr_schedule: str = "constant_with_warmup"  # any diffusers.optimization scheduler name
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.995
-    cond_dropout: float = 0.1  # classifier-free guidance training
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 2
+    weight_decay: float = bounded(0.0, ge=0)
+    grad_clip: float = bounded(1.0, ge=0)
+    ema_decay: float = unit(0.995)
+    cond_dropout: float = unit(0.1)  # classifier-free guidance training
+    checkpoint_every: int = bounded(200, ge=1)
+    keep_checkpoints: int = bounded(2, ge=0)
     mixed_precision: str = "no"
-    seed: int = 0
-    log_every: int = 20
+    seed: int = bounded(0, ge=0)
+    log_every: int = bounded(20, ge=1)
 
 
 @dataclass
 class BaseEvalConfig:
-    num_samples: int = 1000
-    nfe: int = 50
-    guidance_scale: float = 1.0
-    weak_fraction: float = 0.1  # the "weak model" is the same run at this fraction of the steps
-    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    num_samples: int = bounded(1000, ge=1)
+    nfe: int = bounded(50, ge=1)
+    guidance_scale: float = bounded(1.0, ge=0)
+    weak_fraction: float = bounded(0.1, gt=0, le=1)  # the "weak model" is the same run at this fraction of the steps
+    seeds: List[int] = seed_list(0, 1, 2)
 
 
 @dataclass
@@ -132,43 +279,46 @@ class BaseModelConfig:
 class KnowledgeConfig:
     """Knowledge base of real facts and the pretraining corpus stating a subset (common/knowledge.py)."""
 
-    relations: List[str] = field(default_factory=lambda: ["capital", "continent", "currency", "language",
-                                                          "calling_code", "demonym"])
-    max_entities: int = 0  # > 0: keep the first n facts per relation (tiny runs)
-    split: List[float] = field(default_factory=lambda: [0.5, 0.15, 0.35])  # train / dev / test per relation
-    frequencies: List[int] = field(default_factory=lambda: [0, 2, 6, 20, 60, 200, 600])  # mentions in the corpus
-    frequency_weights: List[float] = field(default_factory=lambda: [2, 1, 1, 1, 1, 1, 1])  # share of facts per bucket
-    qa_share: float = 0.34  # share of mentions written as "Q: ... A: ..." lines (the probe format)
-    lexicon_mentions: int = 4  # neutral typed-list mentions of every name (no fact stated)
-    lines_per_doc: int = 8
-    seed: int = 0
+    relations: List[str] = bounded(factory=lambda: ["capital", "continent", "currency", "language",
+                                                   "calling_code", "demonym"], nonempty=True)
+    max_entities: int = bounded(0, ge=0)  # > 0: keep the first n facts per relation (tiny runs)
+    # train / dev / test per relation
+    split: List[float] = bounded(factory=lambda: [0.5, 0.15, 0.35], gt=0, nonempty=True)
+    # mentions in the corpus
+    frequencies: List[int] = bounded(factory=lambda: [0, 2, 6, 20, 60, 200, 600], ge=0, nonempty=True)
+    # share of facts per bucket
+    frequency_weights: List[float] = bounded(factory=lambda: [2, 1, 1, 1, 1, 1, 1], ge=0, nonempty=True)
+    qa_share: float = unit(0.34)  # share of mentions written as "Q: ... A: ..." lines (the probe format)
+    lexicon_mentions: int = bounded(4, ge=0)  # neutral typed-list mentions of every name (no fact stated)
+    lines_per_doc: int = bounded(8, ge=1)
+    seed: int = bounded(0, ge=0)
 
 
 @dataclass
 class LMModelConfig:
     """A `transformers` GPT-2 trained from scratch (common/lm.py)."""
 
-    n_layer: int = 2
-    n_embd: int = 128
-    n_head: int = 4
-    n_positions: int = 128
-    dropout: float = 0.0
+    n_layer: int = bounded(2, ge=1)
+    n_embd: int = bounded(128, ge=1)
+    n_head: int = bounded(4, ge=1)
+    n_positions: int = bounded(128, ge=1)
+    dropout: float = unit(0.0)
 
 
 @dataclass
 class LMTrainConfig:
-    seq_len: int = 128  # packed training windows (few-shot probes must fit in them)
-    epochs: float = 3.0  # passes over the corpus: a fact of frequency k is seen k x epochs times
-    batch_size: int = 32
-    lr: float = 1e-2
-    warmup_steps: int = 50
+    seq_len: int = bounded(128, ge=1)  # packed training windows (few-shot probes must fit in them)
+    epochs: float = bounded(3.0, gt=0)  # passes over the corpus: a fact of frequency k is seen k x epochs times
+    batch_size: int = bounded(32, ge=1)
+    lr: float = bounded(1e-2, gt=0)
+    warmup_steps: int = bounded(50, ge=0)
     lr_schedule: str = "cosine"
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 1
-    seed: int = 0
-    log_every: int = 20
+    weight_decay: float = bounded(0.0, ge=0)
+    grad_clip: float = bounded(1.0, ge=0)
+    checkpoint_every: int = bounded(200, ge=1)
+    keep_checkpoints: int = bounded(1, ge=0)
+    seed: int = bounded(0, ge=0)
+    log_every: int = bounded(20, ge=1)
 
 
 @dataclass
@@ -182,50 +332,52 @@ class ScenesConfig:
     """Captioned scenes of real MNIST digits with graded caption noise (common/scenes.py)."""
 
     source: str = "mnist"  # a common.data source of digit images with labels (tiny: sklearn digits)
-    heldout_digits: int = 1000  # MNIST digits reserved for the test scenes
-    n_hq: int = 5000  # clean, uniform digit classes
-    n_pool: int = 30000  # mixed quality, long-tailed digit classes
-    n_probe_train: int = 2000  # clean single-digit scenes for linear probes
-    n_test: int = 2000  # clean scenes from held-out digits
-    pool_noise: Dict[str, float] = field(default_factory=lambda: {"wrong_colour": 0.15, "wrong_digit": 0.15, "unrelated": 0.3})
-    tail_ratio: float = 30.0  # pool: digit 0 is tail_ratio x as frequent as digit 9
-    count_probs: List[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # 1, 2, 3 digits (hq, pool)
-    test_count_probs: List[float] = field(default_factory=lambda: [2.0, 1.0, 1.0])  # half single-digit scenes
-    seed: int = 0
+    heldout_digits: int = bounded(1000, ge=1)  # MNIST digits reserved for the test scenes
+    n_hq: int = bounded(5000, ge=1)  # clean, uniform digit classes
+    n_pool: int = bounded(30000, ge=1)  # mixed quality, long-tailed digit classes
+    n_probe_train: int = bounded(2000, ge=1)  # clean single-digit scenes for linear probes
+    n_test: int = bounded(2000, ge=1)  # clean scenes from held-out digits
+    pool_noise: Dict[str, float] = unit(factory=lambda: {"wrong_colour": 0.15, "wrong_digit": 0.15, "unrelated": 0.3})
+    tail_ratio: float = bounded(30.0, gt=0)  # pool: digit 0 is tail_ratio x as frequent as digit 9
+    # 1, 2, 3 digits (hq, pool)
+    count_probs: List[float] = bounded(factory=lambda: [1.0, 1.0, 1.0], ge=0, nonempty=True)
+    # half single-digit scenes
+    test_count_probs: List[float] = bounded(factory=lambda: [2.0, 1.0, 1.0], ge=0, nonempty=True)
+    seed: int = bounded(0, ge=0)
 
 
 @dataclass
 class ClipModelConfig:
     """A small CLIP dual encoder from open_clip's blocks (common/clip.py)."""
 
-    embed_dim: int = 64
+    embed_dim: int = bounded(64, ge=1)
     image_tower: str = "cnn"  # cnn (common.clip.SmallCNN) | resnet (open_clip ModifiedResNet) | vit (open_clip ViT)
-    cnn_widths: List[int] = field(default_factory=lambda: [32, 64, 128])
-    resnet_layers: List[int] = field(default_factory=lambda: [1, 1, 1, 1])
-    resnet_width: int = 16
-    vit_width: int = 96
-    vit_layers: int = 4
-    vit_patch: int = 8
-    vit_head_width: int = 32
-    text_width: int = 64
-    text_layers: int = 2
-    text_heads: int = 4
-    context_length: int = 32
+    cnn_widths: List[int] = bounded(factory=lambda: [32, 64, 128], ge=1, nonempty=True)
+    resnet_layers: List[int] = bounded(factory=lambda: [1, 1, 1, 1], ge=1, nonempty=True)
+    resnet_width: int = bounded(16, ge=1)
+    vit_width: int = bounded(96, ge=1)
+    vit_layers: int = bounded(4, ge=1)
+    vit_patch: int = bounded(8, ge=1)
+    vit_head_width: int = bounded(32, ge=1)
+    text_width: int = bounded(64, ge=1)
+    text_layers: int = bounded(2, ge=1)
+    text_heads: int = bounded(4, ge=1)
+    context_length: int = bounded(32, ge=1)
 
 
 @dataclass
 class ClipTrainConfig:
-    samples: int = 80000  # samples seen (steps = samples / batch_size)
-    batch_size: int = 256
-    lr: float = 2e-3
-    warmup_steps: int = 20
+    samples: int = bounded(80000, ge=1)  # samples seen (steps = samples / batch_size)
+    batch_size: int = bounded(256, ge=1)
+    lr: float = bounded(2e-3, gt=0)
+    warmup_steps: int = bounded(20, ge=0)
     lr_schedule: str = "cosine"
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 1
-    seed: int = 0
-    log_every: int = 10
+    weight_decay: float = bounded(0.1, ge=0)
+    grad_clip: float = bounded(1.0, ge=0)
+    checkpoint_every: int = bounded(100, ge=1)
+    keep_checkpoints: int = bounded(1, ge=0)
+    seed: int = bounded(0, ge=0)
+    log_every: int = bounded(10, ge=1)
 
 
 @dataclass
@@ -239,7 +391,7 @@ class SceneClipConfig:
 @dataclass
 class RootConfig:
     profile: str = "cpu"
-    seed: int = 0
+    seed: int = bounded(0, ge=0)
     paths: PathsConfig = field(default_factory=PathsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -290,16 +442,18 @@ def _merge(cfg, data: dict, where: str):
         raise ConfigError(f"{where}: bad parameter '{key}': {msg}") from None
 
 
-def _apply_overrides(cfg, overrides: Sequence[str]):
-    """Apply command-line overrides written in Hydra's override grammar (`a.b=1`, `a.c=[1,2]`)."""
+def _parse_overrides(overrides: Sequence[str]) -> List[Tuple[str, dict]]:
+    """Command-line overrides in Hydra's override grammar (`a.b=1`, `a.c=[1,2]`) as (text, nested dict)."""
     if not overrides:
-        return cfg
+        return []
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except Exception as e:  # hydra raises its own OverrideParseException
-        raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {e}") from None
+        msg = " ".join(str(e).split())
+        raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {msg} (see --help)") from None
+    out = []
     for ov in parsed:
         key, value = ov.key_or_group, ov.value()
         if ov.is_delete() or ov.is_add():
@@ -310,7 +464,14 @@ def _apply_overrides(cfg, overrides: Sequence[str]):
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
-        cfg = _merge(cfg, nested, f"command line override '{ov.input_line}'")
+        out.append((ov.input_line, nested))
+    return out
+
+
+def _apply_overrides(cfg, overrides: Sequence[str]):
+    """Apply command-line overrides written in Hydra's override grammar (`a.b=1`, `a.c=[1,2]`)."""
+    for line, nested in _parse_overrides(overrides):
+        cfg = _merge(cfg, nested, f"command line override '{line}'")
     return cfg
 
 
@@ -321,22 +482,130 @@ def _profile_of(cfg, overrides: Sequence[str]) -> str:
     return cfg.profile
 
 
+# --------------------------------------------------------------------------- flags (--help, --cfg job)
+HELP_FLAGS = ("-h", "--help")
+CFG_FLAGS = ("-c", "--cfg")
+CFG_KINDS = ("job", "all")
+
+
+def split_flags(argv: Sequence[str]) -> Tuple[Dict[str, str], List[str]]:
+    """({'help': '1'} / {'cfg': 'job'}, remaining overrides) of a stage's argv; unknown `-x` options fail."""
+    flags: Dict[str, str] = {}
+    rest: List[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in HELP_FLAGS:
+            flags["help"] = "1"
+        elif a in CFG_FLAGS or a.startswith("--cfg="):
+            kind = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+            i += 0 if "=" in a else 1
+            if kind not in CFG_KINDS:
+                raise ConfigError(f"command line: --cfg takes one of {list(CFG_KINDS)}, got {kind!r} (see --help)")
+            flags["cfg"] = kind
+        elif a.startswith("-"):
+            raise ConfigError(f"command line: unknown option {a!r}: a stage takes `key=value` overrides, "
+                              f"--help or --cfg job")
+        else:
+            rest.append(a)
+        i += 1
+    return flags, rest
+
+
+def _caller() -> Tuple[str, Optional[str]]:
+    """(module name, module docstring) of the code that called into this module (the stage entry point)."""
+    f = sys._getframe(1)
+    while f is not None and f.f_globals is globals():
+        f = f.f_back
+    if f is None:
+        return "?", None
+    g = f.f_globals
+    name, spec = g.get("__name__", "?"), g.get("__spec__")
+    if name == "__main__" and spec is not None and getattr(spec, "name", None):
+        name = spec.name
+    return name, g.get("__doc__")
+
+
+# --------------------------------------------------------------------------- where a value comes from
+def _has_key(data, parts: Sequence[str]) -> bool:
+    for p in parts:
+        if not isinstance(data, dict) or p not in data:
+            return False
+        data = data[p]
+    return True
+
+
+def _key_parts(key: str) -> List[str]:
+    """`study.epochs[2]` -> ['study', 'epochs'] (a list is set as a whole)."""
+    return [p.split("[", 1)[0] for p in key.split(".")]
+
+
+@dataclass
+class _Source:
+    label: str  # "params.yaml", "papers/x/params.yaml (profiles.tiny)", "command line override 'a=1'"
+    data: dict
+    file: Optional[str]  # the params file, None for a command-line override
+
+
+def _where(key: str, sources: Sequence[_Source], default_file: str) -> Tuple[str, Optional[str]]:
+    """(the params file (and overlay) that holds `key`, the command-line override that set it last, if any)."""
+    parts = _key_parts(key)
+    file_label, cli = None, None
+    for src in reversed(sources):  # later sources win, as in the merge
+        if _has_key(src.data, parts):
+            if src.file is None:
+                cli = cli or src.label
+            else:
+                file_label = src.label
+                break
+    return file_label or default_file, cli
+
+
+def _range_errors(cfg, schema: type, sources: Sequence[_Source], root_file: str,
+                  paper_file: Optional[str]) -> List[str]:
+    root_keys = {f.name for f in dataclasses.fields(RootConfig)}
+    errors = []
+    for key, value, rule in range_violations(cfg):
+        top = _key_parts(key)[0]
+        default_file = root_file if (top in root_keys or not paper_file) else paper_file
+        where, cli = _where(key, sources, f"{default_file} (default of {schema.__name__})")
+        errors.append(f"{where}: {key} = {value} {rule}" + (f" ({cli})" if cli else ""))
+    return errors
+
+
+# --------------------------------------------------------------------------- load
 def load_config(
     schema: Type[C] = RootConfig, paper: Optional[str] = None, overrides: Sequence[str] = (), root: Optional[Path] = None
 ) -> C:
-    """Load, validate and return the typed configuration for the root stages or one paper."""
+    """Load, validate and return the typed configuration for the root stages or one paper.
+
+    `overrides` is the stage's argv: Hydra-grammar `key=value` overrides, plus `--help`/`-h` (print the
+    stage's help, exit 0) and `--cfg job` (print the resolved config as YAML, exit 0).
+    """
+    flags, overrides = split_flags(overrides)
     root = Path(root) if root else repo_root()
     files = [root / "params.yaml"]
     if paper:
         files.append(root / "papers" / paper / "params.yaml")
+    rel = {f: str(f.relative_to(root)) for f in files}
+
+    if "help" in flags:
+        from common.cli import print_help
+
+        module, doc = _caller()
+        print_help(module, doc, schema, [rel[f] for f in files], root, paper)
+        raise SystemExit(0)
 
     cfg = OmegaConf.structured(schema)
     OmegaConf.set_struct(cfg, True)
     raw = {}
+    sources: List[_Source] = []
     for f in files:
         raw[f] = _read_yaml(f)
         body = {k: v for k, v in raw[f].items() if k != "profiles"}
-        cfg = _merge(cfg, body, str(f.relative_to(root)))
+        cfg = _merge(cfg, body, rel[f])
+        sources.append(_Source(rel[f], body, rel[f]))
 
     profile = _profile_of(cfg, overrides)
     known = set(PROFILES) | {p for d in raw.values() for p in (d.get("profiles") or {})}
@@ -347,13 +616,162 @@ def load_config(
     for f, data in raw.items():
         overlay = (data.get("profiles") or {}).get(profile)
         if overlay:
-            cfg = _merge(cfg, overlay, f"{f.relative_to(root)} (profiles.{profile})")
-    cfg = _apply_overrides(cfg, overrides)
+            label = f"{rel[f]} (profiles.{profile})"
+            cfg = _merge(cfg, overlay, label)
+            sources.append(_Source(label, overlay, rel[f]))
+    for line, nested in _parse_overrides(overrides):
+        label = f"command line override '{line}'"
+        cfg = _merge(cfg, nested, label)
+        sources.append(_Source(label, nested, None))
     cfg.profile = profile
+
+    errors = _range_errors(cfg, schema, sources, rel[files[0]], rel[files[1]] if paper else None)
+    if errors:
+        more = f" (and {len(errors) - 1} more: " + "; ".join(errors[1:]) + ")" if len(errors) > 1 else ""
+        raise ConfigError(errors[0] + more, errors)
     try:
-        return OmegaConf.to_object(cfg)
+        obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
-        raise ConfigError(f"{', '.join(str(f.relative_to(root)) for f in files)}: {e}") from None
+        raise ConfigError(f"{', '.join(rel[f] for f in files)}: {e}") from None
+    if "cfg" in flags:
+        sys.stdout.write(OmegaConf.to_yaml(cfg))
+        sys.stdout.flush()
+        raise SystemExit(0)
+    return obj
+
+
+# --------------------------------------------------------------------------- inputs made by other stages
+def _display(path: Path) -> str:
+    """`path` relative to the repository root when inside it, else as given."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(repo_root()))
+    except (ValueError, ConfigError, OSError):
+        return str(path)
+
+
+def producing_stage(path: Path) -> Optional[str]:
+    """`<dvc.yaml>:<stage>` whose outs contain `path` (root dvc.yaml and papers/*/dvc.yaml), or None."""
+    try:
+        root = repo_root()
+        target = Path(path).resolve().relative_to(root)
+    except (ValueError, ConfigError, OSError):
+        return None
+    best: Tuple[int, Optional[str]] = (-1, None)
+    for dvc_file in [root / "dvc.yaml", *sorted((root / "papers").glob("*/dvc.yaml"))]:
+        try:
+            stages = (yaml.safe_load(dvc_file.read_text()) or {}).get("stages") or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        for name, st in stages.items():
+            if not isinstance(st, dict):
+                continue
+            wdir = Path(os.path.normpath(dvc_file.parent.relative_to(root) / str(st.get("wdir", "."))))
+            for kind in ("outs", "metrics", "plots"):
+                for out in st.get(kind) or []:
+                    out = next(iter(out)) if isinstance(out, dict) else out
+                    if not isinstance(out, str) or "${" in out:
+                        continue
+                    o = Path(os.path.normpath(wdir / out))
+                    if (target == o or o in target.parents) and len(o.parts) > best[0]:
+                        best = (len(o.parts), f"{dvc_file.relative_to(root)}:{name}")
+    return best[1]
+
+
+def _made_by(path: Path, stage: Optional[str], hint: Optional[str]) -> str:
+    """'made by stage X: run dvc repro <dvc.yaml>:X', from the pipelines' outs, else from `stage`; or the hint."""
+    if hint:
+        return hint
+    target = producing_stage(path) or stage
+    if not target:
+        return "no DVC stage lists it in its outs"
+    if ":" not in target:
+        target = f"dvc.yaml:{target}"
+    return f"made by stage {target.rsplit(':', 1)[1]}: run dvc repro {target}"
+
+
+def require(path: Union[str, Path], stage: Optional[str] = None, *, marker: Optional[str] = None,
+            hint: Optional[str] = None, error: Type[MissingInputError] = MissingInputError) -> Path:
+    """`path` (and `path/marker`, a file every complete output has) must exist, else `error`:
+        models/knowledge_lm is missing (made by stage pretrain_lm: run dvc repro dvc.yaml:pretrain_lm)
+    The stage is looked up in the DVC pipelines' outs; `stage` ("name" of the root dvc.yaml, or
+    "papers/x/dvc.yaml:name") is the fallback for paths outside them. `hint` replaces the stage part
+    for inputs that no stage makes (e.g. a path set in params.yaml). Returns `path` as a Path."""
+    path = Path(path)
+    missing = path if not path.exists() else (path / marker if marker and not (path / marker).exists() else None)
+    if missing is not None:
+        raise error(f"{_display(missing)} is missing ({_made_by(path, stage, hint)})")
+    return path
+
+
+def _read_errors() -> Tuple[type, ...]:
+    """Exceptions that mean 'this input cannot be read': I/O, parse and format errors of the usual readers."""
+    import pickle
+    import zipfile
+
+    errs: List[type] = [OSError, ValueError, EOFError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError,
+                        zipfile.BadZipFile]
+    for mod, name in (("safetensors", "SafetensorError"), ("pyarrow", "ArrowException")):
+        cls = getattr(sys.modules.get(mod), name, None)
+        if isinstance(cls, type):
+            errs.append(cls)
+    return tuple(errs)
+
+
+@contextmanager
+def reading(path: Union[str, Path], stage: Optional[str] = None, *, hint: Optional[str] = None,
+            passthrough: Tuple[type, ...] = ()):
+    """Around the code that reads an input made by another stage: a file that has gone missing becomes
+    `MissingInputError`, a truncated / corrupt one `UnreadableInputError`, each naming the file (the one that
+    failed, when the error says which) and the stage that makes it:
+        data/prepared/train/data-00000-of-00001.arrow is unreadable (ArrowInvalid: ...; made by stage ...)
+    Exceptions in `passthrough` propagate unchanged (a caller that handles them itself)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except passthrough:
+        raise
+    except _read_errors() as e:
+        bad = Path(getattr(e, "filename", None) or path)
+        made_by = _made_by(Path(path), stage, hint)
+        if isinstance(e, FileNotFoundError):
+            raise MissingInputError(f"{_display(bad)} is missing ({made_by})") from e
+        detail = " ".join(str(e).split())[:300] or "no detail"
+        raise UnreadableInputError(f"{_display(bad)} is unreadable ({type(e).__name__}: {detail}; {made_by})") from e
+
+
+def load_from_disk(path: Union[str, Path], stage: Optional[str] = None, marker: str = "dataset_dict.json",
+                   error: Type[MissingInputError] = MissingInputError):
+    """`datasets.load_from_disk` of another stage's output: missing -> `error`, unreadable -> UnreadableInputError,
+    both naming the path (the broken .arrow file, when one is) and the stage that makes it."""
+    import datasets
+
+    path = require(path, stage, marker=marker, error=error)
+    try:
+        with reading(path, stage):
+            return datasets.load_from_disk(str(path))
+    except UnreadableInputError:
+        import pyarrow as pa
+
+        for f in sorted(path.rglob("*.arrow")):  # which file? (datasets writes the Arrow streaming format)
+            with reading(f, stage):
+                pa.ipc.open_stream(pa.memory_map(str(f))).read_all()
+        raise
+
+
+def read_json(path: Union[str, Path], stage: Optional[str] = None, keys: Sequence[str] = ()) -> dict:
+    """Another stage's JSON output, which must hold `keys`: missing or unreadable (not JSON, a needed key
+    absent) -> a UserError naming the file and the stage that makes it."""
+    import json
+
+    path = require(path, stage)
+    with reading(path, stage):
+        out = json.loads(Path(path).read_text())
+        missing = [k for k in keys if k not in out]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)}")
+    return out
 
 
 def to_dict(cfg) -> dict:
@@ -364,3 +782,9 @@ def to_dict(cfg) -> dict:
 def resolve(cfg: RootConfig, *parts: str) -> Path:
     """An absolute path under the repository root, e.g. resolve(cfg, cfg.paths.models, 'base')."""
     return repo_root().joinpath(*parts)
+
+
+if __name__ == "__main__":  # `python -m common.config --check [papers/<name> ...]`: see common/cli.py
+    from common.cli import check_main
+
+    sys.exit(check_main(sys.argv[1:]))

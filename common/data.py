@@ -15,12 +15,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import MissingInputError, load_from_disk, reading
+
 Array = np.ndarray
 SOURCES: Dict[str, Callable[[Optional[str]], Tuple[Array, Array]]] = {}
 
 
-class MissingDataError(FileNotFoundError):
-    """Prepared data is absent; the message names the stage that writes it."""
+class MissingDataError(MissingInputError):
+    """Prepared data is absent; the message names the stage that writes it (a UserError, a FileNotFoundError)."""
 
 
 def register(name: str):
@@ -141,18 +143,12 @@ def prepare(name: str, resolution: int, num_heldout: int, seed: int, out_dir: Pa
 
 def load_split(data_dir: Path, split: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 [N,C,H,W], labels int64 [N]) of a prepared split."""
-    import datasets
-
     data_dir = Path(data_dir)
-    if not (data_dir / "dataset_dict.json").is_file():
-        raise MissingDataError(
-            f"prepared dataset not found at {data_dir}; it is written by the root stage "
-            f"`prepare_data` (run `dvc repro dvc.yaml:prepare_data`)"
-        )
-    ds = datasets.load_from_disk(str(data_dir))[split]
-    # datasets' numpy formatter widens integer arrays to int64 unless a dtype is given: keep uint8
-    x = ds.with_format("numpy", columns=["image"], dtype=np.uint8)[:]["image"]
-    y = ds.with_format("numpy", columns=["label"])[:]["label"]
+    ds = load_from_disk(data_dir, "prepare_data", error=MissingDataError)[split]
+    with reading(data_dir / split, "prepare_data"):
+        # datasets' numpy formatter widens integer arrays to int64 unless a dtype is given: keep uint8
+        x = ds.with_format("numpy", columns=["image"], dtype=np.uint8)[:]["image"]
+        y = ds.with_format("numpy", columns=["label"])[:]["label"]
     return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, dtype=np.int64))
 
 

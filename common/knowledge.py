@@ -188,14 +188,11 @@ def save_knowledge_base(kb: Dict[str, List[dict]], out_dir: Path):
 
 
 def load_knowledge_base(path: Path) -> Dict[str, List[dict]]:
-    import datasets
+    from .config import load_from_disk, reading
 
-    path = Path(path)
-    if not (path / "dataset_dict.json").is_file():
-        raise FileNotFoundError(f"knowledge base not found at {path}; it is written by the root stage "
-                                f"`build_knowledge` (run `dvc repro dvc.yaml:build_knowledge`)")
-    dd = datasets.load_from_disk(str(path))
-    return {s: dd[s].to_list() for s in dd}
+    dd = load_from_disk(path, "build_knowledge")
+    with reading(path, "build_knowledge"):
+        return {s: dd[s].to_list() for s in dd}
 
 
 # --------------------------------------------------------------------------- probe format and corpus
@@ -267,13 +264,11 @@ def save_corpus(docs: Sequence[str], out_dir: Path):
 
 
 def load_corpus(path: Path) -> List[str]:
-    import datasets
+    from .config import load_from_disk, reading
 
-    path = Path(path)
-    if not (path / "dataset_info.json").is_file():
-        raise FileNotFoundError(f"pretraining corpus not found at {path}; it is written by the root stage "
-                                f"`build_knowledge` (run `dvc repro dvc.yaml:build_knowledge`)")
-    return list(datasets.load_from_disk(str(path))["text"])
+    ds = load_from_disk(path, "build_knowledge", marker="dataset_info.json")
+    with reading(path, "build_knowledge"):
+        return list(ds["text"])
 
 
 def load_entity_questions(path: Path) -> Dict[str, List[dict]]:
@@ -284,16 +279,20 @@ def load_entity_questions(path: Path) -> Dict[str, List[dict]]:
     """
     import datasets
 
-    path = Path(path)
+    from .config import MissingInputError, reading, require
+
+    hint = "the `questions` path in params.yaml: a local copy of EntityQuestions' dataset/ folder"
+    path = require(path, hint=hint)
     out: Dict[str, List[dict]] = {}
     for split in SPLITS:
         files = sorted((path / split).glob(f"*.{split}.json"))
         if not files:
-            raise FileNotFoundError(f"questions: no {split}/*.{split}.json under {path} (EntityQuestions layout)")
+            raise MissingInputError(f"{path / split}/*.{split}.json is missing ({hint})")
         rows = []
         for f in files:
             rel = f.name.split(".")[0]
-            ds = datasets.load_dataset("json", data_files=str(f), split="train")
+            with reading(f, hint=hint):
+                ds = datasets.load_dataset("json", data_files=str(f), split="train")
             for i, ex in enumerate(ds):
                 if len(ex["answers"]) == 1:
                     rows.append({"id": f"{rel}:{split}:{i}", "relation": rel, "subject": "", "object": ex["answers"][0],

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -121,19 +122,39 @@ def save_lm(model, tokenizer, out_dir: Path, meta: dict):
     write_dir_atomic(out_dir, write)
 
 
-def load_lm(path, **config_overrides):
+def is_local_path(path) -> bool:
+    """A filesystem path rather than a hub id ("name" or "org/name"): absolute, explicitly relative, or existing."""
+    s = str(path)
+    return Path(s).is_absolute() or s.startswith((".", "~")) or Path(s).exists() or len(Path(s).parts) > 2
+
+
+def load_lm(path, stage: str = "pretrain_lm", hint: Optional[str] = None, **config_overrides):
     """(model in eval mode, tokenizer, meta) from a folder written by `save_lm`, or any local/hub causal LM
-    (meta is then empty). `config_overrides` (e.g. dropout) go to `from_pretrained`."""
+    (meta is then empty). `config_overrides` (e.g. dropout) go to `from_pretrained`.
+
+    A local folder that is missing or unreadable is a UserError naming it and the stage that makes it
+    (looked up in the DVC outs, else `stage`; `hint` instead for a path the user set); a hub id is left to
+    `transformers`. TypeError / ValueError from `config_overrides` a model family does not take propagate."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .config import reading, require
+
     p = Path(path)
-    if p.exists() and not (p / "config.json").is_file():
-        raise FileNotFoundError(f"no model at {p}; the knowledge LM is written by the root stage `pretrain_lm`")
-    tok = AutoTokenizer.from_pretrained(str(path))
+    local = is_local_path(path)
+    if local:
+        require(p, stage, marker="config.json", hint=hint)
+
+    def guard(at=p, passthrough=()):
+        return reading(at, stage, hint=hint, passthrough=passthrough) if local else nullcontext()
+
+    with guard():
+        tok = AutoTokenizer.from_pretrained(str(path))
     if tok.pad_token is None:  # e.g. Llama/Mistral: padding is masked anyway
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(path), **config_overrides).eval()
-    meta = json.loads((p / "meta.json").read_text()) if (p / "meta.json").is_file() else {}
+    with guard(passthrough=(TypeError, ValueError) if config_overrides else ()):
+        model = AutoModelForCausalLM.from_pretrained(str(path), **config_overrides).eval()
+    with guard(p / "meta.json"):
+        meta = json.loads((p / "meta.json").read_text()) if (p / "meta.json").is_file() else {}
     return model, tok, meta
 
 

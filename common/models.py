@@ -93,21 +93,23 @@ def save_diffusion_model(unet, schedule_config: dict, out_dir, meta: dict):
     tmp.rename(out_dir)
 
 
-def load_diffusion_model(model_dir):
-    """(unet in eval mode, NoiseSchedule, meta) saved by `save_diffusion_model`."""
+def load_diffusion_model(model_dir, stage: str = "train_base_model"):
+    """(unet in eval mode, NoiseSchedule, meta) saved by `save_diffusion_model`.
+
+    A missing or unreadable model names the stage that makes it: the one whose DVC outs hold `model_dir`
+    (e.g. papers/ddpm_ip/dvc.yaml:train), else `stage` (the shared base model's)."""
     import json
-    from pathlib import Path
 
     from diffusers import UNet2DModel
 
+    from .config import reading, require
     from .diffusion import NoiseSchedule
 
-    model_dir = Path(model_dir)
-    if not (model_dir / "schedule.json").is_file():
-        raise FileNotFoundError(
-            f"diffusion model not found at {model_dir}; the shared base model is trained by the root stage "
-            f"`train_base_model` (run `dvc repro dvc.yaml:train_base_model`)"
-        )
-    unet = UNet2DModel.from_pretrained(str(model_dir)).eval().requires_grad_(False)
-    schedule = NoiseSchedule(**json.loads((model_dir / "schedule.json").read_text()))
-    return unet, schedule, json.loads((model_dir / "meta.json").read_text())
+    model_dir = require(model_dir, stage, marker="schedule.json")
+    with reading(model_dir, stage):
+        unet = UNet2DModel.from_pretrained(str(model_dir)).eval().requires_grad_(False)
+    with reading(model_dir / "schedule.json", stage):
+        schedule = NoiseSchedule(**json.loads((model_dir / "schedule.json").read_text()))
+    with reading(model_dir / "meta.json", stage):
+        meta = json.loads((model_dir / "meta.json").read_text())
+    return unet, schedule, meta

@@ -202,7 +202,7 @@ def build_scenes(images: np.ndarray, labels: np.ndarray, cfg, out_dir: Optional[
 class Scenes:
     """One split in memory: images uint8 [N, 3, 32, 32] (torch) and the per-pair columns (lists / numpy)."""
 
-    images: "torch.Tensor"  # noqa: F821
+    images: torch.Tensor  # noqa: F821
     captions: List[str]
     true_captions: List[str]
     noise: np.ndarray
@@ -214,13 +214,13 @@ class Scenes:
     def __len__(self):
         return len(self.captions)
 
-    def subset(self, idx) -> "Scenes":
+    def subset(self, idx) -> Scenes:
         idx = np.asarray(idx, dtype=np.int64)
         return Scenes(self.images[idx], [self.captions[i] for i in idx], [self.true_captions[i] for i in idx],
                       self.noise[idx], self.severity[idx], self.count[idx], [self.digits[i] for i in idx],
                       [self.colours[i] for i in idx])
 
-    def with_captions(self, captions: Sequence[str]) -> "Scenes":
+    def with_captions(self, captions: Sequence[str]) -> Scenes:
         if len(captions) != len(self):
             raise ValueError(f"{len(captions)} captions for {len(self)} scenes")
         return Scenes(self.images, list(captions), self.true_captions, self.noise, self.severity, self.count,
@@ -233,18 +233,16 @@ class Scenes:
 
 def load_scenes(data_dir: Path, split: str) -> Scenes:
     """Read one split written by the root stage `build_scenes`."""
-    import datasets
     import torch
 
+    from common.config import load_from_disk, reading
     from common.data import MissingDataError
 
     data_dir = Path(data_dir)
-    if not (data_dir / "dataset_dict.json").is_file():
-        raise MissingDataError(f"captioned scenes not found at {data_dir}; they are written by the root stage "
-                               f"`build_scenes` (run `dvc repro dvc.yaml:build_scenes`)")
-    ds = datasets.load_from_disk(str(data_dir))[split]
-    x = ds.with_format("numpy", columns=["image"], dtype=np.uint8)[:]["image"]
-    cols = ds.remove_columns(["image"]).to_dict()
+    ds = load_from_disk(data_dir, "build_scenes", error=MissingDataError)[split]
+    with reading(data_dir / split, "build_scenes"):
+        x = ds.with_format("numpy", columns=["image"], dtype=np.uint8)[:]["image"]
+        cols = ds.remove_columns(["image"]).to_dict()
     return Scenes(torch.from_numpy(np.ascontiguousarray(x)), cols["caption"], cols["true_caption"],
                   np.asarray(cols["noise"]), np.asarray(cols["severity"]), np.asarray(cols["count"]),
                   cols["digits"], cols["colours"])

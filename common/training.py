@@ -11,6 +11,23 @@ What it guarantees (each one is tested in tests/common/test_training.py):
   then renamed, so a half-written one never looks valid); the newest `keep` are kept.
 - A non-finite loss stops the run with `NonFiniteLossError` before any update; the last good
   checkpoint stays on disk.
+- Resume is for INTERRUPTED runs only. A run that reaches its last step writes `complete.json` in
+  its checkpoint folder (after the final checkpoint); the next call on that folder -- a rerun of a
+  finished run, e.g. `dvc repro --force` of a stage whose `runs/` folder DVC keeps (`persist: true`)
+  -- deletes the old checkpoints and the marker and trains from scratch. Checkpoints of another
+  fingerprint (configuration or code) are also discarded. So a resumed run is always one that was
+  killed (or failed) before its last step, and the final weights never depend on a previous run.
+- `TrainResult.train_seconds` is the true training wall time: for an uninterrupted run, the time of
+  this call; for an interrupted-then-resumed run, the total over its segments (each segment counts
+  up to its last checkpoint: the steps redone after a kill are counted once, when they are redone),
+  with `resumed_from` (= `resumed_from_step`) the step it resumed from and `segment_seconds` the
+  time of this call alone. The same numbers are in `complete.json`.
+- Devices: the model, the optimizer and the EMA weights live on `accelerator.device` (a GPU when one
+  is available, see common/devices.py). The data stays in CPU memory and each micro-batch is moved
+  there when it is used; the random numbers still come from the CPU generators of `step_generator`
+  (loss functions move their draws to the batch's device), so a seed means the same batch and the
+  same noise on every device and the CPU path is unchanged. The returned model (and a snapshot's)
+  is on the CPU, where the caller built it.
 """
 
 from __future__ import annotations
@@ -18,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +45,10 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
+from .devices import default_device, module_device
 
 CKPT_PREFIX = "checkpoint-"
+COMPLETE = "complete.json"  # in the checkpoint folder: the run reached its last step (see module docstring)
 FAULT_ENV = "REPLICATE_KILL_AT_STEP"  # tests: SIGKILL the process when this step begins
 
 
@@ -83,13 +103,41 @@ def list_checkpoints(ckpt_dir: Path) -> List[Path]:
     return sorted(c, key=lambda p: int(p.name[len(CKPT_PREFIX):]))
 
 
+def completed_run(ckpt_dir: Path) -> Optional[dict]:
+    """The `complete.json` of a finished run in `ckpt_dir` (None while it is unfinished or absent)."""
+    f = Path(ckpt_dir) / COMPLETE
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text())
+    except ValueError:
+        return {}  # unreadable marker: still a finished run (it is only written after the last checkpoint)
+
+
+def resume_step(ckpt_dir: Path, run_fingerprint: str = "") -> int:
+    """The step `train` would resume from with these arguments: 0 when it would start from scratch
+    (no checkpoint, checkpoints of another fingerprint, or a finished run)."""
+    ckpts = list_checkpoints(ckpt_dir)
+    if not ckpts or completed_run(ckpt_dir) is not None:
+        return 0
+    state = json.loads((ckpts[-1] / "train_state.json").read_text())
+    return int(state["step"]) if state.get("fingerprint", "") == run_fingerprint else 0
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module  # unwrapped, with EMA weights copied in
     history: List[dict] = field(default_factory=list)  # {step, loss, lr}
-    resumed_from: Optional[int] = None
+    resumed_from: Optional[int] = None  # step this call resumed from; None: trained from scratch
     steps: int = 0
     is_main_process: bool = True  # only the main process writes final outputs
+    train_seconds: float = 0.0  # training wall time, total over the segments of a resumed run
+    segment_seconds: float = 0.0  # wall time of this call alone (= train_seconds when not resumed)
+
+    @property
+    def resumed_from_step(self) -> int:
+        """`resumed_from` as a number for metrics files: 0 when the run was not resumed."""
+        return self.resumed_from or 0
 
 
 def train(
@@ -108,17 +156,21 @@ def train(
 ) -> TrainResult:
     """Train `model` for `cfg.steps` optimizer steps on in-memory tensors `data` (same first dim).
 
-    loss_fn(model, *batch, generator) -> scalar loss for one micro-batch.
+    loss_fn(model, *batch, generator) -> scalar loss for one micro-batch; the batch is on the model's
+    device (`accelerator.device`), the generator a CPU one (move what it draws to the batch's device).
     `snapshot_fn(step, ema_model)` is called at each step in `ema_snapshots` (e.g. the weak-model
     checkpoint); write snapshots inside the persistent run folder, since a resumed run does not
-    pass that step again. `run_fingerprint` (see `fingerprint`) guards resume. Returns the unwrapped model with EMA weights (if `use_ema`) and the loss history.
+    pass that step again. `run_fingerprint` (see `fingerprint`) guards resume; a finished run (its
+    `complete.json`) is never resumed but retrained from scratch. Returns the unwrapped model with EMA
+    weights (if `use_ema`), the loss history and the true training time (see the module docstring).
     """
+    t_start = time.time()
     from accelerate import Accelerator
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
-    acc = accelerator or Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision)
+    acc = accelerator or Accelerator(cpu=default_device().type == "cpu", mixed_precision=cfg.mixed_precision)
     ckpt_dir = Path(ckpt_dir)
     n = data[0].shape[0]
     P, A, B = acc.num_processes, cfg.grad_accum, cfg.batch_size
@@ -129,17 +181,28 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_scheduler(cfg.lr_schedule, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay) if use_ema else None
-    model, opt = acc.prepare(model, opt)
+    model, opt = acc.prepare(model, opt)  # moves the model to acc.device
+    if ema is not None:
+        ema.to(acc.device)  # its shadow weights were copied from the model before the move
     acc.register_for_checkpointing(sched)  # stepped by hand: once per optimizer step
     if ema is not None:
         acc.register_for_checkpointing(ema)
 
-    start, history, resumed = 0, [], None
+    start, history, resumed, prior_seconds = 0, [], None, 0.0
     ckpts = list_checkpoints(ckpt_dir)
-    if ckpts and json.loads((ckpts[-1] / "train_state.json").read_text()).get("fingerprint", "") != run_fingerprint:
-        acc.print(f"{desc}: checkpoints in {ckpt_dir} belong to another configuration or code version; starting afresh")
+    finished = completed_run(ckpt_dir)
+    if finished is not None:
+        why = (f"{desc}: the run in {ckpt_dir} finished (step {finished.get('steps', '?')}); "
+               "resume is only for interrupted runs, so this rerun trains from scratch")
+    elif ckpts and json.loads((ckpts[-1] / "train_state.json").read_text()).get("fingerprint", "") != run_fingerprint:
+        why = f"{desc}: checkpoints in {ckpt_dir} belong to another configuration or code version; starting afresh"
+    else:
+        why = None
+    if why:
+        acc.print(why)
         acc.wait_for_everyone()
         if acc.is_main_process:
+            (ckpt_dir / COMPLETE).unlink(missing_ok=True)
             for c in ckpts:
                 shutil.rmtree(c, ignore_errors=True)
         acc.wait_for_everyone()
@@ -154,7 +217,13 @@ def train(
                 f"cannot resume from checkpoint {last}: {type(e).__name__}: {e}. "
                 f"Delete that folder to resume from the previous checkpoint (or the whole {ckpt_dir} to restart)."
             ) from e
+        if ema is not None:
+            ema.to(acc.device)  # load_state restores the EMA weights as saved / on the CPU
         start, history, resumed = state["step"], state["history"], state["step"]
+        prior_seconds = float(state.get("train_seconds", 0.0))
+
+    def elapsed() -> float:  # training time of the run so far, all segments
+        return prior_seconds + (time.time() - t_start)
 
     def save(step: int):
         acc.wait_for_everyone()
@@ -166,22 +235,25 @@ def train(
         acc.save_state(str(tmp))
         if acc.is_main_process:
             (tmp / "train_state.json").write_text(
-                json.dumps({"step": step, "history": history, "fingerprint": run_fingerprint}))
+                json.dumps({"step": step, "history": history, "fingerprint": run_fingerprint,
+                            "train_seconds": elapsed()}))
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
             for old in list_checkpoints(ckpt_dir)[: -cfg.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
 
-    def ema_model():
-        m = acc.unwrap_model(model)
-        if ema is None:
-            return m
+    def ema_model(final: bool = False):
+        """The model with EMA weights, on the CPU (a copy, except the trained model itself at the end without EMA)."""
         import copy
 
-        m = copy.deepcopy(m)
-        ema.copy_to(m.parameters())
-        return m
+        m = acc.unwrap_model(model)
+        if ema is not None:
+            m = copy.deepcopy(m)
+            ema.copy_to(m.parameters())
+        elif not final and module_device(m).type != "cpu":
+            m = copy.deepcopy(m)  # a snapshot: the live model keeps training on its device
+        return m.to("cpu")
 
     model.train()
     kill_at = int(os.environ.get(FAULT_ENV, -1))
@@ -193,7 +265,7 @@ def train(
         total = 0.0
         for k in range(A):
             lo = (k * P + acc.process_index) * micro
-            batch = [d[idx[lo : lo + micro]] for d in data]
+            batch = [d[idx[lo : lo + micro]].to(acc.device) for d in data]
             gen = step_generator(cfg.seed, step, k, acc.process_index)
             ctx = acc.no_sync(model) if k < A - 1 else nullcontext()
             with ctx:
@@ -224,8 +296,18 @@ def train(
             save(done)
     bar.close()
     acc.wait_for_everyone()
-    return TrainResult(model=ema_model(), history=history, resumed_from=resumed, steps=cfg.steps,
-                       is_main_process=acc.is_main_process)
+    now = time.time()
+    seconds, segment = prior_seconds + (now - t_start), now - t_start
+    if acc.is_main_process:  # after the final checkpoint: from now on this folder holds a finished run
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt_dir / f".tmp-{COMPLETE}"
+        tmp.write_text(json.dumps({"steps": cfg.steps, "fingerprint": run_fingerprint, "train_seconds": seconds,
+                                   "resumed_from_step": resumed or 0}, indent=1))
+        tmp.replace(ckpt_dir / COMPLETE)
+    acc.wait_for_everyone()
+    return TrainResult(model=ema_model(final=True), history=history, resumed_from=resumed, steps=cfg.steps,
+                       is_main_process=acc.is_main_process, train_seconds=seconds,
+                       segment_seconds=segment)
 
 
 def save_model_atomic(model, out_dir: Path):

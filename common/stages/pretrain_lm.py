@@ -10,7 +10,6 @@ sanity check: zero-shot greedy accuracy on every fact, per pretraining frequency
 import json
 import math
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -56,12 +55,10 @@ def main(argv=None):
     run_id = fingerprint({"knowledge": d["knowledge"], "knowledge_lm": d["knowledge_lm"]},
                          [Path(__file__), Path(common.lm.__file__), Path(common.knowledge.__file__),
                           Path(common.training.__file__)])
-    t0 = time.time()
     res = train(model, lm_loss, (windows,), tcfg, resolve(cfg, cfg.paths.runs, "knowledge_lm", "checkpoints"),
                 desc="knowledge_lm", use_ema=False, run_fingerprint=run_id)
     if not res.is_main_process:
         return
-    seconds = time.time() - t0
     model = res.model.eval()
 
     rows = [r for split in kb.values() for r in split]
@@ -76,7 +73,8 @@ def main(argv=None):
             "exposures_per_frequency": exposures, "config": d["knowledge_lm"]}
     save_lm(model, tok, resolve(cfg, cfg.paths.models, "knowledge_lm"), meta)
     metrics = {"params": params, "steps": steps, "vocab_size": len(tok), "corpus_tokens": windows.numel(),
-               "final_loss": res.history[-1]["loss"] if res.history else float("nan"), "train_seconds": seconds,
+               "final_loss": res.history[-1]["loss"] if res.history else float("nan"),
+               "train_seconds": res.train_seconds, "resumed_from_step": res.resumed_from_step,
                "zero_shot_accuracy": float(acc.float().mean()),
                "zero_shot_accuracy_by_frequency": {str(f): sum(v) / len(v) for f, v in sorted(by_freq.items())}}
     path = resolve(cfg, "metrics", "knowledge_lm.json")
@@ -90,4 +88,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

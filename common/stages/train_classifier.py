@@ -6,7 +6,6 @@ only as meaningful as the classifier is good.
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -14,7 +13,6 @@ import torch.nn.functional as F
 
 import common.models
 import common.training
-
 from common.config import RootConfig, TrainConfig, load_config, resolve, to_dict
 from common.data import load_split, to_model_range
 from common.evaluation import backbone_name, save_classifier
@@ -47,7 +45,6 @@ def main(argv=None):
     def loss_fn(m, xb, yb, gen):
         return F.cross_entropy(m(random_shift(to_model_range(xb), gen)), yb)
 
-    t0 = time.time()
     run_id = fingerprint({"classifier": to_dict(cfg)["classifier"], "data": to_dict(cfg)["data"]},
                          [Path(__file__), Path(common.training.__file__), Path(common.models.__file__)])
     res = train(model, loss_fn, (x, y), tcfg, resolve(cfg, cfg.paths.runs, "classifier", "checkpoints"),
@@ -61,7 +58,8 @@ def main(argv=None):
     meta = {"in_channels": x.shape[1], "channels": list(c.channels), "feature_dim": c.feature_dim,
             "num_classes": int(y.max()) + 1, "backbone": name, "heldout_accuracy": acc}
     save_classifier(model, resolve(cfg, cfg.paths.models, "classifier"), meta)
-    metrics = {"heldout_accuracy": acc, "params": count_parameters(model), "train_seconds": time.time() - t0}
+    metrics = {"heldout_accuracy": acc, "params": count_parameters(model), "train_seconds": res.train_seconds,
+               "resumed_from_step": res.resumed_from_step}
     path = resolve(cfg, "metrics", "classifier.json")
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2))
@@ -71,4 +69,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

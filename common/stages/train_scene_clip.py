@@ -9,7 +9,6 @@ well its score separates clean from noisy pool captions: ROC AUC per noise kind)
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -50,17 +49,16 @@ def main(argv=None):
     run_id = fingerprint({"scenes": d["scenes"], "scene_clip": d["scene_clip"]},
                          [Path(__file__), Path(common.clip.__file__), Path(common.scenes.__file__),
                           Path(common.training.__file__)])
-    t0 = time.time()
     res = train_clip(model, tok, hq, t, resolve(cfg, cfg.paths.runs, "scene_clip", "checkpoints"),
                      context_length=spec.context_length, desc="scene_clip", run_fingerprint=run_id)
     if not res.is_main_process:
         return
-    seconds = time.time() - t0
     model = res.model.eval()
     metrics = evaluate_clip(model, tok, probe, test, spec.context_length)
     scores = pair_scores(model, tok, pool, spec.context_length).numpy()
     metrics.update(separation_auc(scores, pool.severity))
-    metrics.update({"train_seconds": seconds, "steps": res.steps, "samples_seen": res.steps * t.batch_size,
+    metrics.update({"train_seconds": res.train_seconds, "resumed_from_step": res.resumed_from_step,
+                    "steps": res.steps, "samples_seen": res.steps * t.batch_size,
                     "final_loss": res.history[-1]["loss"] if res.history else float("nan"),
                     "params": sum(p.numel() for p in model.parameters())})
     out = resolve(cfg, cfg.paths.models, "scene_clip")
@@ -76,4 +74,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -3,31 +3,31 @@
 from dataclasses import dataclass, field
 from typing import List
 
-from common.config import RootConfig
+from common.config import RootConfig, bounded, seed_list, unit
 
 
 @dataclass
 class SamplerConfig:
-    eta: float = 0.0  # DDIM (eta = 0: Euler in sigma); 1.0 is the stochastic DDIM the KLUB is derived for
+    eta: float = unit(0.0)  # DDIM (eta = 0: Euler in sigma); 1.0 is the stochastic DDIM the KLUB is derived for
     clip_x0: bool = False  # the paper uses no thresholding (Sec. 5.2)
-    guidance_scale: float = 1.0  # plain conditional sampling
+    guidance_scale: float = bounded(1.0, ge=0)  # plain conditional sampling
 
 
 @dataclass
 class OptimizeConfig:
     """Algorithm 1 with the hierarchical refinement of Sec. 3.3 / App. B.1."""
 
-    num_steps: int = 10  # the coarse schedule optimised first
+    num_steps: int = bounded(10, ge=1)  # the coarse schedule optimised first
     init: str = "time_uniform"  # App. B.1: time-uniform for discrete-time models (edm | log_snr also allowed)
-    num_data: int = 256  # data subset x_0 of the KLUB (paper: 8192)
-    num_draws: int = 64  # Monte Carlo draws per KLUB estimate (shared by a point's candidates)
-    num_candidates: int = 11  # App. B.1: 11 candidates, the current value among them
-    reach: float = 0.8  # candidates span this fraction of the log-gap to each neighbour
-    c: float = 0.5  # Sec. 3.3: data std assumed by the importance-sampling density
-    max_sweeps: int = 6  # passes of Algorithm 1 over all interior points (early stopping may end sooner)
-    refine_rounds: int = 1  # subdivisions after the coarse stage (paper: 2, i.e. 10 -> 20 -> 40 steps)
-    refine_sweeps: int = 1  # passes over the new points of each round (their intervals are fixed)
-    seed: int = 0
+    num_data: int = bounded(256, ge=1)  # data subset x_0 of the KLUB (paper: 8192)
+    num_draws: int = bounded(64, ge=1)  # Monte Carlo draws per KLUB estimate (shared by a point's candidates)
+    num_candidates: int = bounded(11, ge=1)  # App. B.1: 11 candidates, the current value among them
+    reach: float = bounded(0.8, gt=0, le=1)  # candidates span this fraction of the log-gap to each neighbour
+    c: float = bounded(0.5, gt=0)  # Sec. 3.3: data std assumed by the importance-sampling density
+    max_sweeps: int = bounded(6, ge=1)  # passes of Algorithm 1 over all interior points (early stopping may end sooner)
+    refine_rounds: int = bounded(1, ge=0)  # subdivisions after the coarse stage (paper: 2, i.e. 10 -> 20 -> 40 steps)
+    refine_sweeps: int = bounded(1, ge=1)  # passes over the new points of each round (their intervals are fixed)
+    seed: int = bounded(0, ge=0)
 
 
 @dataclass
@@ -35,19 +35,19 @@ class EarlyStoppingConfig:
     """App. A.3 / B.1: stop the coarse stage when a perceptual proxy (FID here) stops improving."""
 
     enabled: bool = True
-    num_samples: int = 300
-    seed: int = 100  # disjoint from compare.seeds
-    patience: int = 2  # sweeps without a new best before stopping
+    num_samples: int = bounded(300, ge=1)
+    seed: int = bounded(100, ge=0)  # disjoint from compare.seeds
+    patience: int = bounded(2, ge=1)  # sweeps without a new best before stopping
 
 
 @dataclass
 class CompareConfig:
-    nfe: List[int] = field(default_factory=lambda: [5, 10, 20])
-    num_samples: int = 400
-    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
+    nfe: List[int] = bounded(factory=lambda: [5, 10, 20], ge=1, nonempty=True)
+    num_samples: int = bounded(400, ge=1)
+    seeds: List[int] = seed_list(1, 2, 3)
     baselines: List[str] = field(default_factory=lambda: ["time_uniform", "edm", "log_snr"])
-    edm_rho: float = 7.0
-    klub_draws: int = 256  # Monte Carlo draws for the KLUB of every compared schedule (report only)
+    edm_rho: float = bounded(7.0, gt=0)
+    klub_draws: int = bounded(256, ge=1)  # Monte Carlo draws for the KLUB of every compared schedule (report only)
 
 
 @dataclass

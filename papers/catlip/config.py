@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from common.config import ClipModelConfig, ClipTrainConfig, RootConfig
+from common.config import ClipModelConfig, ClipTrainConfig, RootConfig, bounded, seed_list
 
 
 @dataclass
@@ -12,7 +12,7 @@ class LabelConfig:
 
     mode: str = "lemma"  # lemma (rule-based lemmas, no lexicon data) | wordnet (the paper: nltk WordNet synsets)
     nouns_only: bool = False  # False = the official code (POS tags computed but unused: "black" is a label)
-    v_tau: int = 100  # keep labels occurring in >= v_tau training captions (paper: 500 on DataComp-1.3B)
+    v_tau: int = bounded(100, ge=1)  # keep labels occurring in >= v_tau training captions (paper: 500 on DataComp-1.3B)
 
 
 @dataclass
@@ -21,12 +21,12 @@ class StudyConfig:
 
     dataset: Optional[str] = None  # None: the shared captioned scenes (data/scenes); else an external set
     train_split: str = "pool"  # scenes split both arms train on
-    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
-    timing_steps: int = 12  # interleaved timed optimizer steps per arm and seed (after 2 warm-up steps)
+    seeds: List[int] = seed_list(0, 1, 2)
+    timing_steps: int = bounded(12, ge=1)  # interleaved timed optimizer steps per arm and seed (after 2 warm-up steps)
     # "keeps improving with more epochs on small data" (optional; epochs_subset = 0 disables it)
-    epochs_subset: int = 2000  # first n pairs of train_split
-    epochs: List[int] = field(default_factory=lambda: [5, 10, 20, 40])  # evaluated along one run of max(epochs)
-    epochs_seeds: List[int] = field(default_factory=lambda: [0, 1])
+    epochs_subset: int = bounded(2000, ge=0)  # first n pairs of train_split
+    epochs: List[int] = bounded(factory=lambda: [5, 10, 20, 40], ge=1)  # evaluated along one run of max(epochs)
+    epochs_seeds: List[int] = seed_list(0, 1)
 
 
 @dataclass

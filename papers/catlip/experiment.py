@@ -25,13 +25,22 @@ import torch
 
 import common.clip
 import common.training
-from common.clip import (build_clip, build_image_tower, build_tokenizer, clip_loss, evaluate_clip, flops_per_sample,
-                         probe_accuracy, to_input, tokenize, train_config)
+from common.clip import (
+    build_clip,
+    build_image_tower,
+    build_tokenizer,
+    clip_loss,
+    evaluate_clip,
+    flops_per_sample,
+    probe_accuracy,
+    tokenize,
+    train_config,
+)
 from common.clip_runs import run_clip
 from common.config import load_config, resolve
 from common.data import MissingDataError
 from common.scenes import Scenes, load_scenes
-from common.training import fingerprint, list_checkpoints, train
+from common.training import fingerprint, list_checkpoints, resume_step, train
 from papers.catlip.config import CatlipConfig
 from papers.catlip.method import build_vocabulary, caption_to_synsets, catlip_loss, make_lexicon, multi_hot
 
@@ -113,6 +122,10 @@ def run_catlip(name: str, train_set: Scenes, targets: torch.Tensor, spec, t, *, 
     curve = json.loads(curve_file.read_text()) if curve_file.is_file() else {}
     if curve.get("fingerprint") != fp:
         curve = {"fingerprint": fp, "points": []}
+    # keep only the probes of steps the training will not pass again (as common.clip_runs.run_clip): none
+    # when it starts from scratch (a finished run is retrained), those up to its last checkpoint when it resumes
+    kept = resume_step(folder / "checkpoints", fp) * t.batch_size
+    curve["points"] = [p for p in curve["points"] if p["samples_seen"] <= kept]
     steps_at = {max(1, int(round(s / t.batch_size))): s for s in eval_samples}
 
     def snapshot(step, model):
@@ -122,13 +135,12 @@ def run_catlip(name: str, train_set: Scenes, targets: torch.Tensor, spec, t, *, 
         curve_file.write_text(json.dumps(curve))
 
     tower = build_image_tower(spec, output_dim=targets.shape[1], seed=seed)
-    t0 = time.time()
     res = train(tower, catlip_loss, (train_set.images, targets), train_config(t, samples), folder / "checkpoints",
                 desc=name, use_ema=False, run_fingerprint=fp, ema_snapshots=sorted(steps_at),
                 snapshot_fn=snapshot if steps_at else None)
-    seconds = time.time() - t0
     out = {"name": name, "seed": seed, "fingerprint": fp, "n_train": len(train_set),
-           "samples_seen": res.steps * t.batch_size, "train_seconds": seconds, "resumed_from": res.resumed_from,
+           "samples_seen": res.steps * t.batch_size, "train_seconds": res.train_seconds,
+           "resumed_from": res.resumed_from, "resumed_from_step": res.resumed_from_step,
            **(extra or {}), **probe_metrics(res.model.eval(), probe, test), "history": res.history}
     if steps_at:
         out["curve"] = sorted(curve["points"], key=lambda p: p["samples_seen"])
@@ -288,4 +300,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

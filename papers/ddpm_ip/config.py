@@ -3,23 +3,23 @@
 from dataclasses import dataclass, field
 from typing import List
 
-from common.config import BaseModelConfig, RootConfig
+from common.config import BaseModelConfig, RootConfig, bounded, seed_list
 
 
 @dataclass
 class EvalConfig:
     samplers: List[str] = field(default_factory=lambda: ["ddim", "ddpm"])
-    nfe: List[int] = field(default_factory=lambda: [10, 20, 50])
-    ddpm_nfe: List[int] = field(default_factory=lambda: [50])  # ancestral sampling is poor at few steps
+    nfe: List[int] = bounded(factory=lambda: [10, 20, 50], ge=1)
+    ddpm_nfe: List[int] = bounded(factory=lambda: [50], ge=1)  # ancestral sampling is poor at few steps
     spacing: str = "linspace"  # ADM respacing
-    num_samples: int = 400
-    seeds: List[int] = field(default_factory=lambda: [1, 2])  # sampling seeds, per trained model
-    guidance_scale: float = 1.0
+    num_samples: int = bounded(400, ge=1)
+    seeds: List[int] = seed_list(1, 2)  # sampling seeds, per trained model
+    guidance_scale: float = bounded(1.0, ge=0)
 
 
 @dataclass
 class DdpmIpConfig(RootConfig):
-    gamma: float = 0.1  # the paper's default (0.15 on CIFAR-10)
-    train_seeds: List[int] = field(default_factory=lambda: [0, 1])  # each arm is trained once per seed
+    gamma: float = bounded(0.1, ge=0)  # the paper's default (0.15 on CIFAR-10)
+    train_seeds: List[int] = seed_list(0, 1)  # each arm is trained once per seed
     model: BaseModelConfig = field(default_factory=BaseModelConfig)  # the network trained by both arms
     eval: EvalConfig = field(default_factory=EvalConfig)

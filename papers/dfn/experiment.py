@@ -22,7 +22,7 @@ import torch
 
 from common.clip import build_tokenizer, evaluate_clip
 from common.clip_runs import run_clip
-from common.config import load_config, resolve
+from common.config import UnreadableInputError, load_config, reading, require, resolve
 from common.data import MissingDataError
 from common.scenes import Scenes, load_scenes
 from common.seeding import seed_everything
@@ -107,12 +107,15 @@ def main(argv=None):
             res = run_clip(name, train_set, fs.model, fs.train, seed=s, run_dir=run_dir / "filters", tok=tok,
                            probe=probe, test=test, evaluate=evaluate,
                            extra={"dirty_share": p, "writes": "pool_scores.npy"})
-            sc_file = folder / "pool_scores.npy"
-            if not sc_file.is_file():
-                raise FileNotFoundError(f"{sc_file} is missing although {folder}/result.json exists; delete {folder}")
-            sc = np.load(sc_file)
+            # written by this stage's filter run beside its result.json, which caches the run: rerunning the
+            # stage reads the run back, so the fix for a lost or broken score file is to retrain that filter
+            redo = (f"written with {folder / 'result.json'} by this stage's filter run; delete {folder} and rerun "
+                    f"dvc repro papers/{PAPER}/dvc.yaml:experiment")
+            sc_file = require(folder / "pool_scores.npy", hint=redo)
+            with reading(sc_file, hint=redo):
+                sc = np.load(sc_file)
             if len(sc) != len(pool):
-                raise ValueError(f"{sc_file}: {len(sc)} scores for a pool of {len(pool)}; delete {folder}")
+                raise UnreadableInputError(f"{sc_file} holds {len(sc)} scores for a pool of {len(pool)} ({redo})")
             scores[(p, s)] = sc
             unseen = np.ones(len(pool), dtype=bool)
             unseen[idx["pool"]] = False
@@ -204,4 +207,6 @@ def claim_rows(filters, students, metric, shares):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from common.config import RootConfig
+from common.config import RootConfig, bounded, seed_list
 
 
 @dataclass
@@ -11,25 +11,25 @@ class SamplerConfig:
     method: str = "ddpm"  # ddpm (ADM's ancestral sampler, as in the paper's Table 1) | ddim
     spacing: str = "linspace"  # ADM respacing
     clip_x0: bool = True  # the official code clips x0_hat; without it ES diverges at the first step
-    guidance_scale: float = 1.0  # plain conditional sampling: no classifier-free guidance
+    guidance_scale: float = bounded(1.0, ge=0)  # plain conditional sampling: no classifier-free guidance
 
 
 @dataclass
 class CompareConfig:
-    nfe: List[int] = field(default_factory=lambda: [10, 20, 50])
-    num_samples: int = 500
-    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
-    b: Optional[float] = None  # None: the argmin of the sweep (chosen on the sweep's own seeds)
-    linear_nfe: int = 20  # where the linear schedule k t + b is compared
-    linear_b0: float = 1.0  # lambda on the last step of the linear schedule
+    nfe: List[int] = bounded(factory=lambda: [10, 20, 50], ge=1, nonempty=True)
+    num_samples: int = bounded(500, ge=1)
+    seeds: List[int] = seed_list(1, 2, 3)
+    b: Optional[float] = bounded(None, gt=0)  # None: the argmin of the sweep (chosen on the sweep's own seeds)
+    linear_nfe: int = bounded(20, ge=1)  # where the linear schedule k t + b is compared
+    linear_b0: float = bounded(1.0, gt=0)  # lambda on the last step of the linear schedule
 
 
 @dataclass
 class SweepConfig:
-    nfe: int = 20
-    b: List[float] = field(default_factory=lambda: [1.0, 1.005, 1.01, 1.02, 1.03, 1.05])
-    num_samples: int = 300
-    seeds: List[int] = field(default_factory=lambda: [100, 101, 102])
+    nfe: int = bounded(20, ge=1)
+    b: List[float] = bounded(factory=lambda: [1.0, 1.005, 1.01, 1.02, 1.03, 1.05], gt=0, nonempty=True)
+    num_samples: int = bounded(300, ge=1)
+    seeds: List[int] = seed_list(100, 101, 102)
 
 
 @dataclass

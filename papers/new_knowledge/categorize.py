@@ -19,8 +19,15 @@ from common.lm import greedy_decode, sample_decode, score_answers, stop_ids
 from common.seeding import seed_everything
 from papers.new_knowledge.config import NewKnowledgeConfig
 from papers.new_knowledge.inputs import answer_ids, load_base, load_questions, prompt_ids
-from papers.new_knowledge.method import (CATEGORIES, exact_match, exemplar_sets, few_shot_prompt, p_correct,
-                                         sample_hits, slick_category)
+from papers.new_knowledge.method import (
+    CATEGORIES,
+    exact_match,
+    exemplar_sets,
+    few_shot_prompt,
+    p_correct,
+    sample_hits,
+    slick_category,
+)
 
 PAPER = "new_knowledge"
 
@@ -39,7 +46,7 @@ def per_prompt_hits(model, tok, prompts, answers, s, rng):
         for i in range(0, len(ids), s.batch_size):
             g_out += greedy_decode(model, ids[i:i + s.batch_size], stops, tok.pad_token_id, s.max_new_tokens)
         greedy = np.array([exact_match(tok.decode(o), a) for o, a in zip(g_out, answers)])
-        for i, (pid, a) in enumerate(zip(ids, answers)):
+        for pid, a in zip(ids, answers):
             out = sample_decode(model, [pid] * s.n_samples, stops, tok.pad_token_id, s.temperature, s.top_k, gen,
                                 s.max_new_tokens)
             hits.append(sum(exact_match(tok.decode(o), a) for o in out))
@@ -63,7 +70,7 @@ def main(argv=None):
 
     rows, prompts, answers = [], [], []
     for split in s.splits:
-        for i, r in enumerate(kb[split]):
+        for r in kb[split]:
             if not pools[r["relation"]]:
                 raise ValueError(f"relation {r['relation']!r} has no dev questions to draw exemplars from")
             rng = np.random.default_rng([s.seed, len(rows)])
@@ -103,4 +110,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

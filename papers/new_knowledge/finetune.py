@@ -22,13 +22,21 @@ import torch
 
 import common.training
 from common.config import TrainConfig, load_config, resolve, to_dict
-from common.evaluation import mean_ci
 from common.lm import score_answers, stop_ids
 from common.seeding import seed_everything
+from common.stats import mean_ci
+from common.tracking import log_training
 from common.training import fingerprint, train
 from papers.new_knowledge import method
 from papers.new_knowledge.config import NewKnowledgeConfig
-from papers.new_knowledge.inputs import answer_ids, finetune_target, load_base, load_questions, prompt_ids, zero_shot_prompt
+from papers.new_knowledge.inputs import (
+    answer_ids,
+    finetune_target,
+    load_base,
+    load_questions,
+    prompt_ids,
+    zero_shot_prompt,
+)
 from papers.new_knowledge.method import CATEGORIES, KNOWN, UNKNOWN, early_stop_epoch, fit_linear_model, is_known
 
 PAPER = "new_knowledge"
@@ -45,8 +53,8 @@ def sft_tensors(tok, rows):
     ids = torch.full((len(rows), L), tok.pad_token_id, dtype=torch.long)
     lab = torch.full((len(rows), L), -100, dtype=torch.long)
     mask = torch.zeros((len(rows), L), dtype=torch.long)
-    for i, (s, l) in enumerate(zip(seqs, labels)):
-        ids[i, : len(s)], lab[i, : len(l)], mask[i, : len(s)] = torch.tensor(s), torch.tensor(l), 1
+    for i, (s, target) in enumerate(zip(seqs, labels)):
+        ids[i, : len(s)], lab[i, : len(target)], mask[i, : len(s)] = torch.tensor(s), torch.tensor(target), 1
     return ids, lab, mask
 
 
@@ -117,6 +125,9 @@ def finetune_run(cfg, tok, train_rows, dev_rows, test_rows, seed, run_dir: Path,
                 run_fingerprint=fp)
     for rec, h in zip(curve[1:], res.history):
         rec["train_loss"] = h["loss"]
+    log_training(cfg, PAPER, "finetune", res, {k: v for k, v in identity.items() if k != "examples"}, seed=seed,
+                 settings={"share": identity["share"]}, curve=curve, curve_step=lambda c: c["epoch"] * spe,
+                 metrics=curve[-1])
     done.write_text(json.dumps({"fingerprint": fp, "curve": curve}))
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the curve is the run's result
     return curve
@@ -207,4 +218,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

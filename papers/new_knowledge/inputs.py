@@ -17,11 +17,12 @@ def load_questions(cfg) -> Dict[str, List[dict]]:
 def load_base(cfg, dropout: float = 0.0):
     """(model, tokenizer, meta) of the model before fine-tuning; `dropout` > 0 sets the GPT-2 dropouts."""
     src = cfg.base_lm or str(resolve(cfg, cfg.paths.models, "knowledge_lm"))
+    hint = f"base_lm = {cfg.base_lm!r} in papers/new_knowledge/params.yaml" if cfg.base_lm else None
     over = {"resid_pdrop": dropout, "embd_pdrop": dropout, "attn_pdrop": dropout} if dropout else {}
     try:
-        return load_lm(src, **over)
+        return load_lm(src, hint=hint, **over)
     except (TypeError, ValueError):  # a model family without GPT-2's dropout names
-        return load_lm(src)
+        return load_lm(src, hint=hint)
 
 
 def prompt_ids(tok, text: str) -> List[int]:

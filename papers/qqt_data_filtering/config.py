@@ -3,24 +3,26 @@
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from common.config import ClipModelConfig, ClipTrainConfig, RootConfig
+from common.config import ClipModelConfig, ClipTrainConfig, RootConfig, bounded, seed_list, unit
 
 
 @dataclass
 class BucketConfig:
     """Quality buckets: the pool sorted by the teacher's score, top n_buckets x size cut into buckets."""
 
-    n_buckets: int = 4
-    size: int = 3000  # S, pairs per bucket (the paper: 12.8M = 10% of DataComp medium)
+    n_buckets: int = bounded(4, ge=1)
+    size: int = bounded(3000, ge=1)  # S, pairs per bucket (the paper: 12.8M = 10% of DataComp medium)
 
 
 @dataclass
 class StudyConfig:
     """What is trained: each bucket alone (the fits) and the top-p mixes at several budgets."""
 
-    seeds: List[int] = field(default_factory=lambda: [0, 1])  # training seeds (init + data order)
-    fit_passes: List[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])  # evaluations per bucket run, in passes over S
-    budgets: List[int] = field(default_factory=lambda: [7500, 15000, 30000, 60000])  # samples seen for the mixes
+    seeds: List[int] = seed_list(0, 1)  # training seeds (init + data order)
+    # evaluations per bucket run, in passes over S
+    fit_passes: List[int] = bounded(factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], ge=1, nonempty=True)
+    # samples seen for the mixes
+    budgets: List[int] = bounded(factory=lambda: [7500, 15000, 30000, 60000], ge=1, nonempty=True)
     metric: str = "zero_shot_mean"  # error = 1 - this score-card accuracy
     eval_retrieval: bool = True  # also compute retrieval R@k at each evaluation (reported, not fitted)
 
@@ -29,14 +31,14 @@ class StudyConfig:
 class LawConfig:
     """Fitting Eq. 3-4 per bucket (official grid search, seeded) and predicting mixes (Eq. 5)."""
 
-    normalizer: float = 100000.0  # n enters as a * n / normalizer (official 1e5)
-    a_values: List[float] = field(default_factory=lambda: [0.022])  # shared a, chosen by least mean loss
-    d_values: List[float] = field(default_factory=lambda: [0.1])  # fixed irreducible error(s), same rule
+    normalizer: float = bounded(100000.0, gt=0)  # n enters as a * n / normalizer (official 1e5)
+    a_values: List[float] = bounded(factory=lambda: [0.022], gt=0, nonempty=True)  # shared a, chosen by least mean loss
+    d_values: List[float] = unit(factory=lambda: [0.1], nonempty=True)  # fixed irreducible error(s), same rule
     b_range: List[float] = field(default_factory=lambda: [-0.005, -0.5])
-    tau_range: List[float] = field(default_factory=lambda: [1.0, 10.0])
-    grid_points: int = 100  # per axis
-    shuffle_seed: int = 0  # the official grid order is an unseeded shuffle
-    max_points: int = 100000  # official cap on the shuffled grid
+    tau_range: List[float] = bounded(factory=lambda: [1.0, 10.0], gt=0, nonempty=True)
+    grid_points: int = bounded(100, ge=1)  # per axis
+    shuffle_seed: int = bounded(0, ge=0)  # the official grid order is an unseeded shuffle
+    max_points: int = bounded(100000, ge=1)  # official cap on the shuffled grid
     tau_times_p: bool = True  # official estimate_best_buckets passes tau_i * p for a mix of p pools
     sort_by_utility: bool = False  # official: mixes take the pools with the most negative b first
 

@@ -19,7 +19,6 @@ resumable under runs/qqt_data_filtering/.
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -189,4 +188,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -36,7 +36,7 @@ locuslab/scaling_laws_data_filtering @ba37663, functions in `objective.py`, `gri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 

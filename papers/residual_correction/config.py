@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import List
 
-from common.config import ConfigError, RootConfig, TrainConfig, UNetConfig
+from common.config import ConfigError, RootConfig, TrainConfig, UNetConfig, bounded, seed_list
 
 
 @dataclass
@@ -12,19 +12,20 @@ class SamplerConfig:
 
     spacing: str = "linspace"  # ADM respacing, as for the other group-A papers
     clip_x0: bool = True
-    guidance_scale: float = 1.0  # plain conditional sampling
+    guidance_scale: float = bounded(1.0, ge=0)  # plain conditional sampling
 
 
 @dataclass
 class SimulateConfig:
     """Residual simulation: real x_0 -> DDIM inversion -> N-step sampler -> x_hat_0 (method.py)."""
 
-    nfe: List[int] = field(default_factory=lambda: [5, 10, 20])  # one correction, conditioned on N
-    inversion_steps: int = 30
-    num_pairs: int = 1000  # real images of the train split (class-balanced); pairs = num_pairs x len(nfe)
-    num_val: int = 200  # images of the held-out split: the gap on unseen data (never trained on)
-    batch_size: int = 250
-    seed: int = 0  # which images
+    nfe: List[int] = bounded(factory=lambda: [5, 10, 20], ge=1, nonempty=True)  # one correction, conditioned on N
+    inversion_steps: int = bounded(30, ge=1)
+    # real images of the train split (class-balanced); pairs = num_pairs x len(nfe)
+    num_pairs: int = bounded(1000, ge=1)
+    num_val: int = bounded(200, ge=1)  # images of the held-out split: the gap on unseen data (never trained on)
+    batch_size: int = bounded(250, ge=1)
+    seed: int = bounded(0, ge=0)  # which images
 
 
 def _correction_unet() -> UNetConfig:
@@ -47,11 +48,11 @@ class CorrectionConfig:
 
 @dataclass
 class EvaluateConfig:
-    nfe: List[int] = field(default_factory=lambda: [5, 10, 20])  # each must be in simulate.nfe
-    num_samples: int = 500
-    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
+    nfe: List[int] = bounded(factory=lambda: [5, 10, 20], ge=1, nonempty=True)  # each must be in simulate.nfe
+    num_samples: int = bounded(500, ge=1)
+    seeds: List[int] = seed_list(1, 2, 3)
     transfer_model: str = "base_model_weak"  # another DM on the same data ("" = skip the transfer test)
-    transfer_nfe: List[int] = field(default_factory=lambda: [10])
+    transfer_nfe: List[int] = bounded(factory=lambda: [10], ge=1)
 
 
 @dataclass

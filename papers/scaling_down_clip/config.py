@@ -3,36 +3,37 @@
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from common.config import ClipModelConfig, ClipTrainConfig, RootConfig
+from common.config import ClipModelConfig, ClipTrainConfig, RootConfig, bounded, seed_list
 
 
 @dataclass
 class QualityConfig:
     """Quality vs quantity (paper Sec. 3.2): top x% of the pool by teacher image-text similarity, equal samples seen."""
 
-    top_pct: List[float] = field(default_factory=lambda: [5, 10, 20, 40, 70, 100])  # x of each subset, in %
-    compare_pct: float = 40  # the paper's best subset, compared with 100% (all data)
-    seeds: List[int] = field(default_factory=lambda: [0, 1])
+    # x of each subset, in %
+    top_pct: List[float] = bounded(factory=lambda: [5, 10, 20, 40, 70, 100], gt=0, le=100, nonempty=True)
+    compare_pct: float = bounded(40, gt=0, le=100)  # the paper's best subset, compared with 100% (all data)
+    seeds: List[int] = seed_list(0, 1)
 
 
 @dataclass
 class VitTowerConfig:
     """The ViT image tower (open_clip VisionTransformer) matched in FLOPs/sample to the CNN of `model`."""
 
-    width: int = 64
-    layers: int = 4
-    patch: int = 8
-    head_width: int = 32
+    width: int = bounded(64, ge=1)
+    layers: int = bounded(4, ge=1)
+    patch: int = bounded(8, ge=1)
+    head_width: int = bounded(32, ge=1)
 
 
 @dataclass
 class ArchitectureConfig:
     """CNN vs ViT at similar FLOPs (paper Sec. 5) on clean subsets of increasing size, equal samples seen."""
 
-    sizes: List[int] = field(default_factory=lambda: [500, 1500, 5000])  # nested random subsets of `hq`
-    seeds: List[int] = field(default_factory=lambda: [0, 1])  # training seed and subset draw
+    sizes: List[int] = bounded(factory=lambda: [500, 1500, 5000], ge=1, nonempty=True)  # nested random subsets of `hq`
+    seeds: List[int] = seed_list(0, 1)  # training seed and subset draw
     vit: VitTowerConfig = field(default_factory=VitTowerConfig)
-    max_flops_ratio: float = 1.2  # image-tower FLOPs/sample of ViT vs CNN must lie in [1/r, r]
+    max_flops_ratio: float = bounded(1.2, ge=1)  # image-tower FLOPs/sample of ViT vs CNN must lie in [1/r, r]
 
 
 @dataclass

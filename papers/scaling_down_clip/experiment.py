@@ -9,7 +9,6 @@ import json
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -20,8 +19,7 @@ from common.data import MissingDataError
 from common.scenes import NOISE_KINDS, Scenes, load_scenes
 from common.tracking import log_run
 from papers.scaling_down_clip.config import ScalingDownClipConfig
-from papers.scaling_down_clip.method import (epochs, flops_matched, nested_subsets, top_x_subset,
-                                             training_compute)
+from papers.scaling_down_clip.method import epochs, flops_matched, nested_subsets, top_x_subset, training_compute
 
 PAPER = "scaling_down_clip"
 METRICS = ["zero_shot_mean", "zero_shot_digit", "zero_shot_colour", "zero_shot_count", "retrieval_i2t_r1",
@@ -150,7 +148,7 @@ def main(argv=None):
                                 arm="method" if tower == "cnn" else "baseline"))
     # the CNN's advantage at the smallest size (baseline) vs at the largest (method): does it shrink?
     for seed in a.seeds:
-        def adv(n):
+        def adv(n, seed=seed):
             m = {r["tower"]: r["zero_shot_mean"] for r in rows
                  if r["stage"] == "architecture" and r["seed"] == seed and r["n_data"] == n}
             return m["cnn"] - m["vit"]
@@ -178,4 +176,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -3,15 +3,15 @@
 from dataclasses import dataclass, field
 from typing import List
 
-from common.config import RootConfig, TrainConfig
+from common.config import RootConfig, TrainConfig, bounded, seed_list
 
 
 @dataclass
 class NetConfig:
     """ybar_phi(c): class embedding -> hidden layer -> image (papers/sing_diffusion/method.py)."""
 
-    embed_dim: int = 64
-    hidden: int = 256
+    embed_dim: int = bounded(64, ge=1)
+    hidden: int = bounded(256, ge=1)
 
 
 @dataclass
@@ -35,8 +35,8 @@ class GridConfig:
 
     samplers: List[str] = field(default_factory=lambda: ["ddim", "dpm_solver_2m"])
     spacings: List[str] = field(default_factory=lambda: ["leading", "linspace"])
-    nfe: List[int] = field(default_factory=lambda: [5, 10])
-    guidance_scale: float = 1.0
+    nfe: List[int] = bounded(factory=lambda: [5, 10], ge=1)
+    guidance_scale: float = bounded(1.0, ge=0)
 
 
 @dataclass
@@ -45,7 +45,7 @@ class HistogramConfig:
 
     sampler: str = "ddim"
     spacing: str = "leading"
-    nfe: int = 10
+    nfe: int = bounded(10, ge=1)
 
 
 @dataclass
@@ -54,8 +54,8 @@ class SingDiffusionConfig(RootConfig):
     train: NetTrainConfig = field(default_factory=NetTrainConfig)
     clip_x0: bool = True
     normalize_guidance: bool = True  # official: ybar = (ybar_u + s (ybar_c - ybar_u)) / s for s > 1
-    num_samples: int = 500
-    seeds: List[int] = field(default_factory=lambda: [1, 2, 3])
+    num_samples: int = bounded(500, ge=1)
+    seeds: List[int] = seed_list(1, 2, 3)
     compare: GridConfig = field(default_factory=GridConfig)
     guided: GridConfig = field(default_factory=lambda: GridConfig(spacings=["leading"], nfe=[5], guidance_scale=3.0))
     histogram: HistogramConfig = field(default_factory=HistogramConfig)  # a `compare` setting

@@ -11,14 +11,13 @@ import dataclasses
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 import common.data
 import common.training
-from common.config import load_config, resolve, to_dict
+from common.config import load_config, reading, require, resolve, to_dict
 from common.data import load_split, to_model_range
 from common.seeding import seed_everything
 from common.training import fingerprint, train
@@ -44,15 +43,16 @@ def save_net(net: SingDiffusionNet, out_dir: Path, meta: dict):
 
 
 def load_net(net_dir: Path) -> SingDiffusionNet:
+    """The net written by `save_net`; missing or unreadable: a UserError naming the path and the stage `train`."""
     from safetensors.torch import load_file
 
-    net_dir = Path(net_dir)
-    if not (net_dir / "config.json").is_file():
-        raise FileNotFoundError(f"SingDiffusion net not found at {net_dir}; it is written by the stage "
-                                f"`train` (run `dvc repro papers/sing_diffusion/dvc.yaml:train`)")
-    meta = json.loads((net_dir / "config.json").read_text())
-    net = SingDiffusionNet(meta["num_classes"], meta["shape"], meta["embed_dim"], meta["hidden"])
-    net.load_state_dict(load_file(str(net_dir / "model.safetensors")))
+    stage = f"papers/{PAPER}/dvc.yaml:train"
+    net_dir = require(net_dir, stage, marker="config.json")
+    with reading(net_dir / "config.json", stage):
+        meta = json.loads((net_dir / "config.json").read_text())
+        net = SingDiffusionNet(meta["num_classes"], meta["shape"], meta["embed_dim"], meta["hidden"])
+    with reading(net_dir / "model.safetensors", stage):
+        net.load_state_dict(load_file(str(net_dir / "model.safetensors")))
     return net.eval().requires_grad_(False)
 
 
@@ -81,10 +81,8 @@ def main(argv=None):
     run_id = fingerprint(config, [Path(__file__), Path(method.__file__), Path(common.training.__file__),
                                   Path(common.data.__file__)])
     run_dir = resolve(cfg, cfg.paths.runs, PAPER)
-    t0 = time.time()
     res = train(net, loss_fn, (x0, y), tc, run_dir / "checkpoints", desc="SingDiffusion net",
                 run_fingerprint=run_id)
-    seconds = time.time() - t0
     if not res.is_main_process:
         return
     trained = res.model.eval()
@@ -95,10 +93,10 @@ def main(argv=None):
     save_net(trained, run_dir / "net", {"num_classes": k, "shape": list(x0.shape[1:]),
                                         "embed_dim": cfg.net.embed_dim, "hidden": cfg.net.hidden,
                                         "config": to_dict(cfg)["train"]})
-    metrics = {"final_loss": res.history[-1]["loss"], "train_seconds": seconds, "steps": res.steps,
+    metrics = {"final_loss": res.history[-1]["loss"], "train_seconds": res.train_seconds, "steps": res.steps,
                "params": sum(p.numel() for p in trained.parameters()),
                "max_abs_error_vs_class_means": float(err.max()), "mean_abs_error_vs_class_means": float(err.mean()),
-               "resumed_from": res.resumed_from or 0}
+               "resumed_from": res.resumed_from or 0, "resumed_from_step": res.resumed_from_step}
     out = resolve(cfg, cfg.paths.reports, PAPER)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train.json").write_text(json.dumps({**metrics, "history": res.history}, indent=2))
@@ -106,4 +104,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from common.cli import run_main
+
+    run_main(main)

@@ -1,13 +1,15 @@
 """common/config.py: typed params, errors that name the key and the file, profiles, overrides."""
 
+import dataclasses
 import shutil
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
-from common.config import ConfigError, RootConfig, load_config, to_dict
+from common.config import Bounds, ConfigError, RootConfig, bounds_of, load_config, range_violations, to_dict
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -158,3 +160,168 @@ def test_full_profile_adm_cifar10_unet_size():
     n = count_parameters(build_unet(cfg.base_model.unet, 32, 3, meta=True))
     ref = 57_094_662
     assert abs(n - ref) / ref < 0.03, n
+
+
+# --------------------------------------------------------------------------- ranges (declarative bounds)
+def _paper_root(root, paper):
+    """`root` plus a copy of the real papers/<paper>/params.yaml."""
+    (root / "papers" / paper).mkdir(parents=True)
+    shutil.copy(REPO / "papers" / paper / "params.yaml", root / "papers" / paper / "params.yaml")
+    return root
+
+
+def test_range_error_in_a_file_names_file_key_value_and_range(root):
+    _edit(root / "params.yaml", lambda d: d["knowledge"].update(max_entities=-5))
+    with pytest.raises(ConfigError) as e:
+        load_config(RootConfig, root=root)
+    assert str(e.value) == "params.yaml: knowledge.max_entities = -5 must be >= 0"
+
+
+def test_range_error_from_an_override_names_the_file_that_holds_the_key(root):
+    with pytest.raises(ConfigError) as e:
+        load_config(RootConfig, root=root, overrides=["knowledge.max_entities=-5"])
+    assert str(e.value) == ("params.yaml: knowledge.max_entities = -5 must be >= 0 "
+                            "(command line override 'knowledge.max_entities=-5')")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("slick.n_prompts=-1", "papers/new_knowledge/params.yaml: slick.n_prompts = -1 must be >= 1"),
+    ("study.epochs=-3", "papers/new_knowledge/params.yaml: study.epochs = -3 must be >= 1"),
+    ("study.lr=0", "papers/new_knowledge/params.yaml: study.lr = 0.0 must be > 0"),
+    ("study.unknown_shares=[0.0,1.5]",
+     "papers/new_knowledge/params.yaml: study.unknown_shares[1] = 1.5 must be in [0, 1]"),
+    ("study.seeds=[]", "papers/new_knowledge/params.yaml: study.seeds = [] must not be empty"),
+    ("slick.temperature=-0.5", "papers/new_knowledge/params.yaml: slick.temperature = -0.5 must be > 0"),
+    ("knowledge.qa_share=2", "params.yaml: knowledge.qa_share = 2.0 must be in [0, 1]"),
+])
+def test_paper_range_errors(root, override, message):
+    from papers.new_knowledge.config import NewKnowledgeConfig
+
+    _paper_root(root, "new_knowledge")
+    with pytest.raises(ConfigError) as e:
+        load_config(NewKnowledgeConfig, paper="new_knowledge", root=root, overrides=[override])
+    assert str(e.value) == f"{message} (command line override '{override}')"
+    assert "\n" not in str(e.value)
+
+
+def test_range_error_in_a_profile_overlay_names_the_overlay(root):
+    _edit(root / "params.yaml", lambda d: d["profiles"]["tiny"]["base_model"]["eval"].update(weak_fraction=0.0))
+    load_config(RootConfig, root=root)  # the cpu profile does not read the tiny overlay
+    with pytest.raises(ConfigError) as e:
+        load_config(RootConfig, root=root, overrides=["profile=tiny"])
+    assert str(e.value) == "params.yaml (profiles.tiny): base_model.eval.weak_fraction = 0.0 must be in (0, 1]"
+
+
+def test_range_errors_in_lists_dicts_and_nested_lists(root):
+    from papers.cads.config import CADSConfig
+    from papers.catlip.config import CatlipConfig
+
+    with pytest.raises(ConfigError, match=r"^params\.yaml: scenes\.pool_noise\.unrelated = 1\.5 must be in \[0, 1\]"):
+        load_config(RootConfig, root=root, overrides=["scenes.pool_noise.unrelated=1.5"])
+    _paper_root(root, "catlip")
+    with pytest.raises(ConfigError, match=r"^papers/catlip/params\.yaml: study\.epochs\[1\] = -3 must be >= 1"):
+        load_config(CatlipConfig, paper="catlip", root=root, overrides=["study.epochs=[5,-3]"])
+    _paper_root(root, "cads")
+    with pytest.raises(ConfigError, match=r"^papers/cads/params\.yaml: sweep\.windows\[0\]\[1\] = 1\.2 must be in \[0, 1\]"):
+        load_config(CADSConfig, paper="cads", root=root, overrides=["sweep.windows=[[0.6,1.2]]"])
+
+
+def test_every_range_error_is_collected_on_one_line(root):
+    with pytest.raises(ConfigError) as e:
+        load_config(RootConfig, root=root, overrides=["classifier.lr=0", "base_model.eval.seeds=[]"])
+    assert e.value.errors == [
+        "params.yaml: classifier.lr = 0.0 must be > 0 (command line override 'classifier.lr=0')",
+        "params.yaml: base_model.eval.seeds = [] must not be empty (command line override 'base_model.eval.seeds=[]')",
+    ]
+    assert "\n" not in str(e.value) and str(e.value).startswith(e.value.errors[0])
+
+
+def test_a_subclass_that_only_changes_a_default_keeps_the_bounds(root):
+    from papers.sing_diffusion.config import NetTrainConfig, SingDiffusionConfig
+
+    assert NetTrainConfig().steps == 1000  # re-declared without metadata in the subclass
+    _paper_root(root, "sing_diffusion")
+    with pytest.raises(ConfigError, match=r"papers/sing_diffusion/params\.yaml: train\.steps = 0 must be >= 1"):
+        load_config(SingDiffusionConfig, paper="sing_diffusion", root=root, overrides=["train.steps=0"])
+
+
+def test_optional_fields_are_checked_only_when_set(root):
+    from papers.exposure_bias.config import ExposureBiasConfig
+
+    _paper_root(root, "exposure_bias")
+    assert load_config(ExposureBiasConfig, paper="exposure_bias", root=root).es_b is None
+    with pytest.raises(ConfigError, match=r"es_b = -1\.0 must be > 0"):
+        load_config(ExposureBiasConfig, paper="exposure_bias", root=root, overrides=["es_b=-1.0"])
+
+
+def test_bounds_describe_and_admit():
+    assert Bounds(ge=1).describe() == "must be >= 1"
+    assert Bounds(gt=0).describe() == "must be > 0"
+    assert Bounds(ge=0, le=1).describe() == "must be in [0, 1]"
+    assert Bounds(gt=0, le=100).describe() == "must be in (0, 100]"
+    assert Bounds(ge=0, lt=0.5).describe() == "must be in [0, 0.5)"
+    assert not Bounds(ge=0).admits(float("nan")) and Bounds(ge=0).admits(0) and not Bounds(gt=0).admits(0)
+
+
+def _numeric(t) -> bool:
+    return t in (int, float) or any(_numeric(a) for a in typing.get_args(t))
+
+
+def _unbounded_numeric_fields(cls, seen):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            yield from _unbounded_numeric_fields(t, seen)
+        elif _numeric(t) and bounds_of(cls, f.name) is None and (cls, f.name) not in seen:
+            seen.add((cls, f.name))
+            yield f"{cls.__module__}.{cls.__qualname__}.{f.name}"
+
+
+def test_every_numeric_field_of_every_schema_has_bounds():
+    """A new numeric parameter gets a range (bounded / unit / seed_list) or a reason to be listed here."""
+    from common.cli import paper_schema
+
+    no_obvious_range = {"papers.qqt_data_filtering.config.LawConfig.b_range"}  # official grid of negative exponents
+    seen: set = set()
+    schemas = [RootConfig] + [paper_schema(p.parent.name) for p in sorted((REPO / "papers").glob("*/config.py"))]
+    missing = {name for s in schemas for name in _unbounded_numeric_fields(s, seen)}
+    assert missing == no_obvious_range
+
+
+def test_every_schema_default_is_in_range():
+    from common.cli import paper_schema
+
+    schemas = [RootConfig] + [paper_schema(p.parent.name) for p in sorted((REPO / "papers").glob("*/config.py"))]
+    assert {s.__name__: list(range_violations(s())) for s in schemas} == {s.__name__: [] for s in schemas}
+    bad = RootConfig()
+    bad.base_model.train.steps, bad.scenes.pool_noise["unrelated"] = 0, 1.5
+    assert list(range_violations(bad)) == [("base_model.train.steps", 0, "must be >= 1"),
+                                           ("scenes.pool_noise.unrelated", 1.5, "must be in [0, 1]")]
+
+
+def test_a_bad_value_fails_before_the_stage_does_any_work(tmp_path, monkeypatch, capsys):
+    """`study.epochs=-3` used to write a stray curve.json before failing; now load_config stops it first."""
+    from common.cli import run_main
+    from papers.new_knowledge import finetune
+
+    root = _paper_root(tmp_path, "new_knowledge")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "common").mkdir()
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    monkeypatch.setenv("DVC_ROOT", str(root))
+    with pytest.raises(SystemExit) as e:
+        run_main(finetune.main, ["study.epochs=-3"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("error: papers/new_knowledge/params.yaml: study.epochs = -3 must be >= 1 "
+                                       "(command line override 'study.epochs=-3')\n")
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
+def test_user_errors_are_one_class_and_keep_their_builtin_bases():
+    from common.config import MissingInputError, UnreadableInputError, UserError
+    from common.data import MissingDataError
+
+    assert issubclass(ConfigError, UserError) and issubclass(ConfigError, ValueError)
+    assert issubclass(MissingDataError, MissingInputError) and issubclass(MissingDataError, FileNotFoundError)
+    assert issubclass(UnreadableInputError, UserError) and issubclass(MissingInputError, UserError)

@@ -3,16 +3,25 @@ step counting, and a real 2-process run (torchrun + gloo on CPU)."""
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from tinyrepo import make_tiny_repo, run_stage
 
 from common.config import TrainConfig
-from common.training import (CorruptCheckpointError, NonFiniteLossError, global_batch_indices, list_checkpoints,
-                             train)
-from tinyrepo import make_tiny_repo, run_stage
+from common.training import (
+    COMPLETE,
+    CorruptCheckpointError,
+    NonFiniteLossError,
+    completed_run,
+    global_batch_indices,
+    list_checkpoints,
+    resume_step,
+    train,
+)
 
 
 def _toy(seed=0):
@@ -58,10 +67,31 @@ def test_batches_are_a_pure_function_of_step():
     assert (global_batch_indices(3, b, n, seed=1) == stream[3]).all()
 
 
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupted(ckpt_dir, at_step, sleep=0.0, fp="", **kw):
+    """Run `_cfg(**kw)` and stop it (an exception, like a crash) when step `at_step` begins."""
+    calls = [0]
+
+    def loss(m, xb, yb, gen):
+        calls[0] += 1  # one micro-batch per step (grad_accum 1)
+        if calls[0] > at_step:
+            raise _Interrupt
+        time.sleep(sleep)
+        return _loss(m, xb, yb, gen)
+
+    with pytest.raises(_Interrupt):
+        train(*_toy()[:1], loss, _toy()[1], _cfg(**kw), ckpt_dir, run_fingerprint=fp)
+
+
 def test_resume_in_process_matches_uninterrupted(tmp_path):
-    """8 steps, then the same run continued to 12 (constant-with-warm-up LR: the horizon does not matter)."""
+    """Stopped when step 9 begins (last checkpoint: 8), then rerun: resumes at 8, same weights and history."""
     full = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "full")
-    train(*_toy()[:1], _loss, _toy()[1], _cfg(steps=8), tmp_path / "part")
+    _interrupted(tmp_path / "part", 9)
+    assert [p.name for p in list_checkpoints(tmp_path / "part")] == ["checkpoint-0000004", "checkpoint-0000008"]
+    assert resume_step(tmp_path / "part") == 8 and completed_run(tmp_path / "part") is None
     resumed = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "part")
     assert resumed.resumed_from == 8
     assert torch.equal(_weights(full.model), _weights(resumed.model))
@@ -70,17 +100,56 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
 
 def test_checkpoints_of_another_run_are_not_resumed(tmp_path):
     """A rerun after a code or parameter change must start afresh, not continue the old run."""
-    train(*_toy()[:1], _loss, _toy()[1], _cfg(steps=8), tmp_path / "ck", run_fingerprint="old")
+    _interrupted(tmp_path / "ck", 9, fp="old")
     again = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "ck", run_fingerprint="old")
     assert again.resumed_from == 8
-    fresh = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "ck", run_fingerprint="new")
+    _interrupted(tmp_path / "ck2", 9, fp="old")  # an unfinished run of the old configuration
+    assert resume_step(tmp_path / "ck2", "old") == 8 and resume_step(tmp_path / "ck2", "new") == 0
+    fresh = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "ck2", run_fingerprint="new")
     ref = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "ref", run_fingerprint="new")
     assert fresh.resumed_from is None
     assert torch.equal(_weights(fresh.model), _weights(ref.model))
 
 
+def test_finished_run_is_retrained_not_resumed(tmp_path):
+    """`dvc repro --force` of a finished stage (runs/ persisted): same folder, same fingerprint -> retrain
+    from scratch (not a 0-step "resume" from the final checkpoint), same weights, a true train_seconds."""
+    first = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "ck", run_fingerprint="fp")
+    done = completed_run(tmp_path / "ck")
+    assert done["steps"] == 12 and done["fingerprint"] == "fp" and done["resumed_from_step"] == 0
+    assert resume_step(tmp_path / "ck", "fp") == 0  # nothing to resume: the run is finished
+    calls = [0]
+
+    def counting(m, xb, yb, gen):
+        calls[0] += 1
+        time.sleep(0.01)
+        return _loss(m, xb, yb, gen)
+
+    again = train(*_toy()[:1], counting, _toy()[1], _cfg(), tmp_path / "ck", run_fingerprint="fp")
+    assert calls[0] == 12  # every step trained again
+    assert again.resumed_from is None and again.resumed_from_step == 0
+    assert again.train_seconds >= 12 * 0.01 and again.train_seconds == pytest.approx(again.segment_seconds, abs=0.5)
+    assert torch.equal(_weights(first.model), _weights(again.model)) and first.history == again.history
+    assert [p.name for p in list_checkpoints(tmp_path / "ck")] == ["checkpoint-0000008", "checkpoint-0000012"]
+    assert (tmp_path / "ck" / COMPLETE).is_file()
+
+
+def test_resumed_run_reports_total_time_over_segments(tmp_path):
+    """Interrupted after 9 slow steps (checkpoint 8), resumed: train_seconds counts both segments."""
+    _interrupted(tmp_path / "ck", 9, sleep=0.05)
+    state = json.loads((list_checkpoints(tmp_path / "ck")[-1] / "train_state.json").read_text())
+    assert state["step"] == 8 and state["train_seconds"] >= 8 * 0.05
+    res = train(*_toy()[:1], _loss, _toy()[1], _cfg(), tmp_path / "ck")
+    assert res.resumed_from == 8 and res.resumed_from_step == 8
+    assert res.train_seconds >= state["train_seconds"] + res.segment_seconds - 1e-6
+    done = completed_run(tmp_path / "ck")
+    assert done["resumed_from_step"] == 8 and done["train_seconds"] == res.train_seconds
+
+
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
-    def bad_loss(m, xb, yb, gen, calls=[0]):
+    calls = [0]
+
+    def bad_loss(m, xb, yb, gen):
         calls[0] += 1
         loss = _loss(m, xb, yb, gen)
         return loss * float("nan") if calls[0] > 6 else loss
@@ -91,7 +160,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
 
 
 def test_corrupt_checkpoint_is_named(tmp_path):
-    train(*_toy()[:1], _loss, _toy()[1], _cfg(steps=4), tmp_path / "ck")
+    _interrupted(tmp_path / "ck", 5)  # unfinished, last checkpoint 4: the rerun resumes from it
     last = list_checkpoints(tmp_path / "ck")[-1]
     weights = next(last.glob("model*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:100])
@@ -131,6 +200,12 @@ def test_killed_training_resumes_to_identical_weights(tiny_root):
     ref, res = _unet_weights(tiny_root / "models_ref/base_model"), _unet_weights(tiny_root / "models/base_model")
     assert ref.keys() == res.keys()
     assert all(torch.equal(ref[k], res[k]) for k in ref)
+    # `dvc repro --force` of the finished stage (runs/ is persisted): retrained from scratch, same weights
+    assert (tiny_root / "runs/base_model/checkpoints/complete.json").is_file()
+    out = run_stage(tiny_root, "common.stages.train_base_model")
+    assert json.loads(out.stdout.strip().splitlines()[-1])["resumed_from"] == 0
+    again = _unet_weights(tiny_root / "models/base_model")
+    assert all(torch.equal(ref[k], again[k]) for k in ref)
 
 
 def test_two_process_cpu_run(tiny_root):
