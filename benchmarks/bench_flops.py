@@ -15,10 +15,9 @@ from __future__ import annotations
 import sys
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from _common import best_time, clone, model_info, parse, report, setup
 from bench_training import time_ours
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def add_args(p):

@@ -18,7 +18,6 @@ import dataclasses
 import sys
 
 import torch
-
 from _common import best_times, model_info, parse, report, setup
 
 

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from _common import clone, model_info, parse, report, setup
 
 

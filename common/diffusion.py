@@ -3,6 +3,10 @@
 The schedule comes from diffusers' `DDPMScheduler` (same betas, same alphas_cumprod). Samplers
 live in common/sampling.py, so a sampler change does not invalidate trained models (DVC tracks
 this file as a dependency of the training stages).
+
+Devices (common/devices.py): the schedule's tables stay on the CPU in float64 and each lookup is
+moved to the tensor it scales; the loss draws its randomness from the CPU generator and moves it
+to the data's device; `unet_fn` hands the network its inputs on the network's device.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
+
+from .devices import module_device, to_device
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
@@ -31,17 +37,18 @@ class NoiseSchedule:
         self.alphas_cumprod = ref.alphas_cumprod.double()
 
     @classmethod
-    def from_config(cls, cfg) -> "NoiseSchedule":
+    def from_config(cls, cfg) -> NoiseSchedule:
         return cls(cfg.num_train_timesteps, cfg.beta_schedule, cfg.beta_start, cfg.beta_end)
 
     def alpha_bar(self, t) -> torch.Tensor:
         """ab_t as float64; accepts ints or tensors, t = -1 means the clean end (ab = 1)."""
-        t = torch.as_tensor(t)
-        ab = torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], torch.ones((), dtype=torch.float64))
+        t = torch.as_tensor(t)  # on t's device (a per-sample timestep a hook computed on the GPU stays there)
+        ab = torch.where(t >= 0, self.alphas_cumprod.to(t.device)[t.clamp(min=0)],
+                         torch.ones((), dtype=torch.float64, device=t.device))
         return ab
 
     def _bc(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        v = v.to(x.dtype)
+        v = v.to(x.dtype).to(x.device)  # cast first: float64 need not exist on x's device
         return v.reshape(-1, *([1] * (x.dim() - 1))) if v.dim() else v
 
     def q_sample(self, x0, t, noise):
@@ -67,26 +74,33 @@ def denoising_loss(model_fn: ModelFn, schedule: NoiseSchedule, x0, cond, generat
 
     `cond_dropout` replaces the class by `null_class` with that probability (classifier-free
     guidance training). `input_perturbation` is DDPM-IP's gamma (0 = plain DDPM).
-    All randomness comes from `generator`, so a step is reproducible from (seed, step).
+    All randomness comes from `generator` (a CPU generator: the same draws on every device), so a
+    step is reproducible from (seed, step); the draws are moved to x0's device where they are used.
     """
-    n = x0.shape[0]
+    n, dev = x0.shape[0], x0.device
     t = torch.randint(0, schedule.T, (n,), generator=generator)
-    eps = torch.randn(x0.shape, generator=generator)
-    xi = torch.randn(x0.shape, generator=generator) if input_perturbation else None
+    eps = torch.randn(x0.shape, generator=generator).to(dev)
+    xi = torch.randn(x0.shape, generator=generator).to(dev) if input_perturbation else None
     if cond is not None and cond_dropout > 0:
-        drop = torch.rand(n, generator=generator) < cond_dropout
+        drop = (torch.rand(n, generator=generator) < cond_dropout).to(cond.device)
         cond = torch.where(drop, torch.full_like(cond, null_class), cond)
     noise_in = eps if xi is None else eps + input_perturbation * xi
     x_t = schedule.q_sample(x0, t, noise_in)
-    return torch.mean((eps - model_fn(x_t, t, cond)) ** 2)
+    return torch.mean((eps - model_fn(x_t, t.to(dev), cond)) ** 2)
 
 
 # --------------------------------------------------------------------------- model adapter
 def unet_fn(unet) -> ModelFn:
-    """Adapt a diffusers UNet2DModel to model_fn(x, t, c) -> eps (first C output channels)."""
+    """Adapt a diffusers UNet2DModel to model_fn(x, t, c) -> eps (first C output channels).
+
+    The network gets x, t and c on its own device, and eps comes back on x's device: the samplers
+    of common/sampling.py run on the network's device (no copy), a caller holding CPU tensors gets
+    CPU tensors back.
+    """
 
     def fn(x, t, c):
-        out = unet(x, t, class_labels=c).sample
-        return out[:, : x.shape[1]]
+        dev = module_device(unet)
+        out = unet(x.to(dev), to_device(t, dev), class_labels=to_device(c, dev)).sample
+        return out[:, : x.shape[1]].to(x.device)
 
     return fn

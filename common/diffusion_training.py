@@ -8,7 +8,6 @@ diffusion model shares every line of the recipe with the base model except what 
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -30,7 +29,7 @@ _RECIPE_FILES = [Path(m.__file__) for m in (common.training, common.diffusion, c
 class DiffusionRun:
     result: TrainResult
     meta: dict  # saved beside the weights (params, dataset, config, ...)
-    seconds: float
+    seconds: float  # training wall time, total over resumed segments (TrainResult.train_seconds)
     schedule: NoiseSchedule
 
 
@@ -69,11 +68,10 @@ def train_diffusion_model(model_cfg: BaseModelConfig, data_cfg: DataConfig, x, y
     def snapshot(step, ema_model):
         snapshot_fn(step, ema_model, schedule, meta)
 
-    t0 = time.time()
     res = train(unet, loss_fn, (x, y), model_cfg.train, Path(run_dir) / "checkpoints", desc=desc,
                 ema_snapshots=list(ema_snapshots), snapshot_fn=snapshot if snapshot_fn else None,
                 run_fingerprint=run_id)
-    seconds = time.time() - t0
+    seconds = res.train_seconds  # total over the segments of an interrupted-then-resumed run
     if res.is_main_process:
         save_diffusion_model(res.model, schedule.diffusers_config, out_dir, {**meta, "step": res.steps})
     return DiffusionRun(res, meta, seconds, schedule)

@@ -6,7 +6,9 @@ root stage `train_classifier` on the same data. It is registered with torch-fide
 applied to its features. Metric names carry the backbone: `fid[mnist-classifier]`.
 
 Features are extracted once per image set; metrics and bootstrap intervals are computed from
-the features, so resampling never re-runs a network.
+the features, so resampling never re-runs a network. Extraction runs on a device (`device=`; a
+`SampleScorer`'s is `common.devices.default_device()`, a GPU when available) and the features come
+back on the CPU; the metrics are computed there.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
+from .devices import DeviceLike, default_device
 from .models import Classifier
 
 FEATURES = ("features", "logits")
@@ -35,18 +38,17 @@ def metric_key(metric: str, backbone: str) -> str:
 
 
 def load_classifier(weights_dir: Path) -> Classifier:
+    """The metric backbone written by the root stage `train_classifier`; missing or unreadable: a UserError naming it."""
     from safetensors.torch import load_file
 
-    weights_dir = Path(weights_dir)
-    cfg_path = weights_dir / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(
-            f"metric backbone not found at {weights_dir}; it is trained by the root stage "
-            f"`train_classifier` (run `dvc repro dvc.yaml:train_classifier`)"
-        )
-    cfg = json.loads(cfg_path.read_text())
-    model = Classifier(cfg["in_channels"], cfg["channels"], cfg["feature_dim"], cfg["num_classes"])
-    model.load_state_dict(load_file(str(weights_dir / "model.safetensors")))
+    from .config import reading, require
+
+    weights_dir = require(weights_dir, "train_classifier", marker="config.json")
+    with reading(weights_dir / "config.json", "train_classifier"):
+        cfg = json.loads((weights_dir / "config.json").read_text())
+        model = Classifier(cfg["in_channels"], cfg["channels"], cfg["feature_dim"], cfg["num_classes"])
+    with reading(weights_dir / "model.safetensors", "train_classifier"):
+        model.load_state_dict(load_file(str(weights_dir / "model.safetensors")))
     return model.eval().requires_grad_(False)
 
 
@@ -116,21 +118,34 @@ class _Images(torch.utils.data.Dataset):
         return self.x[i]
 
 
+def _fidelity_cuda(device: DeviceLike) -> bool:
+    """torch-fidelity's `cuda` flag for `device` (None: the CPU): it knows only the CPU and the current CUDA device."""
+    device = torch.device("cpu" if device is None else device)
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"feature extraction runs on the CPU or a CUDA device, not {device}")
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # torch-fidelity moves the network and the batches with `.cuda()`
+    return device.type == "cuda"
+
+
 @lru_cache(maxsize=4)
-def _extractor(name: str, weights_dir: str):
+def _extractor(name: str, weights_dir: str, cuda: bool = False):
     from torch_fidelity.utils import create_feature_extractor
 
     ensure_registered(name)
-    return create_feature_extractor(name, list(FEATURES), cuda=False, feature_extractor_weights_path=weights_dir,
+    return create_feature_extractor(name, list(FEATURES), cuda=cuda, feature_extractor_weights_path=weights_dir,
                                     verbose=False)
 
 
-def extract_features(images_uint8: torch.Tensor, backbone: str, weights_dir: Path) -> Dict[str, torch.Tensor]:
-    """torch-fidelity's dataset pass with our registered extractor: {'features': [N, D], 'logits': [N, K]}."""
+def extract_features(images_uint8: torch.Tensor, backbone: str, weights_dir: Path,
+                     device: DeviceLike = None) -> Dict[str, torch.Tensor]:
+    """torch-fidelity's dataset pass with our registered extractor: {'features': [N, D], 'logits': [N, K]},
+    on the CPU; the network runs on `device` (default: the CPU)."""
     from torch_fidelity.utils import get_featuresdict_from_dataset
 
-    ext = _extractor(backbone, str(Path(weights_dir).resolve()))
-    return get_featuresdict_from_dataset(_Images(images_uint8), ext, batch_size=500, cuda=False,
+    cuda = _fidelity_cuda(device)
+    ext = _extractor(backbone, str(Path(weights_dir).resolve()), cuda)
+    return get_featuresdict_from_dataset(_Images(images_uint8.cpu()), ext, batch_size=500, cuda=cuda,
                                          save_cpu_ram=True, verbose=False)
 
 
@@ -185,34 +200,23 @@ def bootstrap_ci(statistic: Callable[..., float], arrays: Sequence[torch.Tensor]
     return float(lo), float(hi)
 
 
-def mean_ci(values: Sequence[float], alpha: float = 0.05) -> Tuple[float, float, float]:
-    """Mean and Student-t interval over independent repeats (seeds); (mean, lo, hi)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, float("nan"), float("nan")
-    half = float(stats.t.ppf(1 - alpha / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return m, m - half, m + half
-
-
-def reference_features(data_dir: Path, split: str, backbone: str, weights_dir: Path) -> Dict[str, torch.Tensor]:
+def reference_features(data_dir: Path, split: str, backbone: str, weights_dir: Path,
+                       device: DeviceLike = None) -> Dict[str, torch.Tensor]:
     from .data import load_split
 
     x, y = load_split(data_dir, split)
-    feats = extract_features(x, backbone, weights_dir)
+    feats = extract_features(x, backbone, weights_dir, device)
     feats["labels"] = y
     return feats
 
 
 def score_samples(images_uint8: torch.Tensor, labels: Optional[torch.Tensor], ref: Dict[str, torch.Tensor],
-                  backbone: str, weights_dir: Path) -> Dict[str, float]:
+                  backbone: str, weights_dir: Path, device: DeviceLike = None) -> Dict[str, float]:
     """All metrics of a sample set against reference features, keyed with the backbone name."""
-    f = extract_features(images_uint8, backbone, weights_dir)
+    f = extract_features(images_uint8, backbone, weights_dir, device)
     m = metrics_from_features(f["features"], ref["features"])
     if labels is not None:
-        m["class_acc"] = classifier_accuracy(f["logits"], labels)
+        m["class_acc"] = classifier_accuracy(f["logits"], labels.cpu())
     return {metric_key(k, backbone): v for k, v in m.items()}
 
 
@@ -220,22 +224,25 @@ class SampleScorer:
     """Scores sample sets against a prepared split in the metric backbone's feature space.
 
     Reference features are extracted once; `score` returns metric keys that name the backbone.
+    The backbone runs on `device` (default `common.devices.default_device()`: a GPU when available).
     """
 
-    def __init__(self, data_dir: Path, weights_dir: Path, dataset: str, split: str = "heldout"):
+    def __init__(self, data_dir: Path, weights_dir: Path, dataset: str, split: str = "heldout",
+                 device: DeviceLike = None):
         self.backbone = backbone_name(dataset)
         self.weights_dir = Path(weights_dir)
+        self.device = default_device() if device is None else torch.device(device)
         load_classifier(self.weights_dir)  # fail early, with the stage that makes it
-        self.ref = reference_features(data_dir, split, self.backbone, self.weights_dir)
+        self.ref = reference_features(data_dir, split, self.backbone, self.weights_dir, self.device)
         self.num_reference = len(self.ref["features"])
 
     def key(self, metric: str) -> str:
         return metric_key(metric, self.backbone)
 
     def score(self, images_uint8: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Dict[str, float]:
-        return score_samples(images_uint8, labels, self.ref, self.backbone, self.weights_dir)
+        return score_samples(images_uint8, labels, self.ref, self.backbone, self.weights_dir, self.device)
 
     def fid_ci(self, images_uint8: torch.Tensor, n_boot: int = 200, seed: int = 0) -> Tuple[float, float]:
         """Bias-corrected bootstrap interval of FID over both the samples and the reference set."""
-        f = extract_features(images_uint8, self.backbone, self.weights_dir)["features"]
+        f = extract_features(images_uint8, self.backbone, self.weights_dir, self.device)["features"]
         return bootstrap_ci(fid_from_features, [f, self.ref["features"]], n_boot=n_boot, seed=seed, bias_correct=True)

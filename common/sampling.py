@@ -11,6 +11,11 @@ Hook points (`Hooks`, all identity by default; papers subclass and override):
   model_output(eps, x, i,t) per-step model-output transform (Epsilon Scaling)
   x0(x0, x, i, t)           first/last-step x0 override  (SingDiffusion, residual correction)
 `i` is the step index (0 = first, from pure noise), `t` the training timestep.
+
+Devices: the sampler runs on the device of its initial noise x_T, which `generate(..., device=)`
+puts on the model's device (`SampleNoise` draws on the CPU, per sample, then moves the draw);
+timesteps, labels and schedule values are moved to x's device where they meet it, so a hook may
+return CPU tensors. `generate` hands the samples back on the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .devices import DeviceLike, to_device
 from .diffusion import ModelFn, NoiseSchedule
 
 
@@ -82,20 +88,22 @@ class Hooks:
 class SampleNoise:
     """Per-sample seeded noise: sample j's x_T and step noises depend only on its own seed.
 
-    So a sample is the same whatever the batch size or the number of processes.
+    So a sample is the same whatever the batch size or the number of processes. The draws come
+    from CPU generators (the same numbers on every device) and are moved to `device` (default CPU).
     """
 
-    def __init__(self, seeds: Sequence[int], shape: Sequence[int]):
+    def __init__(self, seeds: Sequence[int], shape: Sequence[int], device: DeviceLike = None):
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.shape = tuple(shape)
+        self.device = torch.device("cpu" if device is None else device)
 
     def __call__(self) -> torch.Tensor:
-        return torch.stack([torch.randn(self.shape, generator=g) for g in self.gens])
+        return torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]).to(self.device)
 
 
 def _ab(schedule: NoiseSchedule, t: Time, x: torch.Tensor) -> torch.Tensor:
     """alpha_bar(t) broadcastable against x (float64 scalar, or [N, 1, 1, 1] for per-sample t)."""
-    ab = schedule.alpha_bar(t)
+    ab = schedule.alpha_bar(t).to(x.device)
     return ab.reshape(-1, *([1] * (x.dim() - 1))) if ab.dim() else ab
 
 
@@ -122,8 +130,11 @@ def ddpm_step(schedule, x, eps, x0, t, t_prev, eta: float, noise: Optional[torch
     mean = coef_x0 * x0 + coef_xt * x
     if noise is not None:
         var = (1 - ab_prev) / (1 - ab) * beta
-        keep = (torch.as_tensor(t_prev) >= 0).to(x.dtype)
-        keep = keep.reshape(-1, *([1] * (x.dim() - 1))) if keep.dim() else keep
+        if torch.is_tensor(t_prev):  # per-sample target times (a hook's): a mask on x's device
+            keep = (t_prev >= 0).to(x.dtype).to(x.device)
+            keep = keep.reshape(-1, *([1] * (x.dim() - 1))) if keep.dim() else keep
+        else:
+            keep = float(t_prev >= 0)
         mean = mean + keep * var.clamp(min=1e-20).sqrt() * noise
     return mean.to(x.dtype)
 
@@ -147,7 +158,7 @@ def sample(model_fn: ModelFn, schedule: NoiseSchedule, noise: SampleNoise, cond,
         t = hooks.timestep(x, i, t_nominal)
         t_next = hooks.next_timestep(x, i, t, steps[i + 1] if i + 1 < len(steps) else -1)
         c = hooks.condition(cond, i, t)
-        tt = t if torch.is_tensor(t) else torch.full((x.shape[0],), t, dtype=torch.long)
+        tt = t.to(x.device) if torch.is_tensor(t) else torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
         eps = hooks.model_output(model_fn(x, tt, c), x, i, t)
         x0 = schedule.predict_x0(x, eps, t)
         if clip_x0:
@@ -187,10 +198,11 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
 @torch.inference_mode()
 def generate(model_fn: ModelFn, schedule: NoiseSchedule, spec: SamplingSpec, shape, num_classes: int,
              batch_size: int = 500, hooks_factory: Callable[[], Hooks] = Hooks, progress: bool = False,
-             indices: Optional[Sequence[int]] = None) -> Iterator[tuple]:
-    """Yield (images float [-1,1], labels) chunk by chunk; results do not depend on batch_size.
+             indices: Optional[Sequence[int]] = None, device: DeviceLike = None) -> Iterator[tuple]:
+    """Yield (images float [-1,1], labels) chunk by chunk, on the CPU; results do not depend on batch_size.
 
-    `indices` restricts to a shard of sample indices (multi-process evaluation).
+    `indices` restricts to a shard of sample indices (multi-process evaluation). `device`: where the
+    sampler runs, the model's device (default CPU); the seeded noise is drawn on the CPU and moved there.
     """
     from tqdm.auto import tqdm
 
@@ -200,14 +212,15 @@ def generate(model_fn: ModelFn, schedule: NoiseSchedule, spec: SamplingSpec, sha
     seeds = sample_seeds(spec.seed, spec.num_samples)
     labels = balanced_labels(spec.num_samples, max(num_classes, 1))
     idx = list(range(spec.num_samples)) if indices is None else list(indices)
+    noise_device = torch.device("cpu" if device is None else device)
     bar = tqdm(total=len(idx), desc=f"sampling {spec.method} nfe={spec.nfe}", disable=not progress, leave=False)
     for s in range(0, len(idx), batch_size):
         chunk = idx[s : s + batch_size]
-        c = labels[chunk] if num_classes else None
-        x = sample(fn, schedule, SampleNoise([seeds[j] for j in chunk], shape), c, steps,
+        c = to_device(labels[chunk], noise_device) if num_classes else None
+        x = sample(fn, schedule, SampleNoise([seeds[j] for j in chunk], shape, noise_device), c, steps,
                    spec.method, spec.eta, spec.clip_x0, hooks_factory())
         bar.update(len(chunk))
-        yield x, labels[chunk]
+        yield x.cpu(), labels[chunk]
     bar.close()
 
 

@@ -1,10 +1,10 @@
 """A throw-away copy of the repository switched to the `tiny` profile, for end-to-end tests."""
 
 import os
-from contextlib import contextmanager
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

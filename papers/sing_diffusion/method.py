@@ -68,7 +68,7 @@ def drop_condition(c: torch.Tensor, p: float, null_class: int, generator: torch.
     """Classifier-free guidance training: replace the label by the null class with probability p."""
     if p <= 0:
         return c
-    drop = torch.rand(c.shape[0], generator=generator) < p
+    drop = (torch.rand(c.shape[0], generator=generator) < p).to(c.device)  # drawn on the CPU: same on any device
     return torch.where(drop, torch.full_like(c, null_class), c)
 
 

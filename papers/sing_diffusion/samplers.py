@@ -29,8 +29,15 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 
 from common.diffusion import ModelFn, NoiseSchedule
-from common.sampling import (SampleNoise, SamplingSpec, balanced_labels, classifier_free_guidance, sample,
-                             sample_seeds, timesteps)
+from common.sampling import (
+    SampleNoise,
+    SamplingSpec,
+    balanced_labels,
+    classifier_free_guidance,
+    sample,
+    sample_seeds,
+    timesteps,
+)
 
 SAMPLERS = ("ddim", "dpm_solver_2m")
 Start = Callable[[torch.Tensor, Optional[torch.Tensor], torch.Tensor], torch.Tensor]  # (x_1, c, ab_t0) -> x_t0

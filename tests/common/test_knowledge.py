@@ -9,11 +9,33 @@ import pytest
 import torch
 
 from common.config import TrainConfig
-from common.knowledge import (RELATIONS, SPLITS, all_texts, build_knowledge_base, country_facts, frequency_buckets,
-                              load_entity_questions, load_knowledge_base, pretraining_corpus, qa_line,
-                              save_knowledge_base, statement_lines)
-from common.lm import (LMSpec, build_model, build_tokenizer, encode, greedy_decode, lm_loss, pack, sample_decode,
-                       score_answers, stop_ids, truncated_log_softmax)
+from common.knowledge import (
+    RELATIONS,
+    SPLITS,
+    all_texts,
+    build_knowledge_base,
+    country_facts,
+    frequency_buckets,
+    load_entity_questions,
+    load_knowledge_base,
+    pretraining_corpus,
+    qa_line,
+    save_knowledge_base,
+    statement_lines,
+)
+from common.lm import (
+    LMSpec,
+    build_model,
+    build_tokenizer,
+    encode,
+    greedy_decode,
+    lm_loss,
+    pack,
+    sample_decode,
+    score_answers,
+    stop_ids,
+    truncated_log_softmax,
+)
 from common.training import train
 
 FREQS, WEIGHTS = [0, 2, 6, 20], [2, 1, 1, 1]

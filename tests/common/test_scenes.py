@@ -7,8 +7,22 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from common.scenes import (COLOURS, DIGIT_WORDS, NOISE_KINDS, POSITIONS, SIZES, DigitBank, Obj, build_scenes,
-                           caption, corrupt, load_scenes, long_tail_probs, make_split, sample_objects)
+from common.scenes import (
+    COLOURS,
+    DIGIT_WORDS,
+    NOISE_KINDS,
+    POSITIONS,
+    SIZES,
+    DigitBank,
+    Obj,
+    build_scenes,
+    caption,
+    corrupt,
+    load_scenes,
+    long_tail_probs,
+    make_split,
+    sample_objects,
+)
 
 
 @pytest.fixture(scope="module")
