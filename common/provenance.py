@@ -35,6 +35,11 @@ KEY_LIBRARIES = ("torch", "diffusers", "transformers", "accelerate", "datasets",
 _GIT_TIMEOUT = 10  # seconds; a hung git must not hang a pipeline stage
 
 
+#: Pipeline outputs that DVC rewrites while `dvc repro` runs (reports, metrics, lock files): a change
+#: there is a result, not code, so it does not make the tree dirty. Code and params files do.
+OUTPUT_PATHSPECS = (":(exclude)reports", ":(exclude)metrics", ":(exclude)dvc.lock", ":(exclude,glob)**/dvc.lock")
+
+
 class DirtyTreeError(UserError, RuntimeError):
     """The working tree has uncommitted changes to tracked files, so HEAD does not name the code that ran."""
 
@@ -68,7 +73,7 @@ def git_commit(allow_dirty: bool) -> str:
     sha = sha.strip() if sha else ""
     if not sha:
         return "unknown"
-    status = _git(["status", "--porcelain", "--untracked-files=no"], root)
+    status = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", *OUTPUT_PATHSPECS], root)
     if status is None:
         return "unknown"
     changed = [line[3:] for line in status.splitlines() if line.strip()]

@@ -142,3 +142,20 @@ def test_report_provenance_refuses_a_dirty_tree_outside_the_tiny_profile(repo):
     with pytest.raises(DirtyTreeError):
         provenance(SimpleNamespace(profile="cpu"))
     assert provenance(SimpleNamespace(profile="tiny"))["commit"] == head + "-dirty"
+
+
+def test_pipeline_outputs_do_not_make_the_tree_dirty(repo):
+    """DVC deletes and rewrites reports, metrics and lock files while `dvc repro` runs; code and params count."""
+    for rel in ("reports/p/README.md", "metrics/m.json", "dvc.lock", "papers/p/dvc.lock", "params.yaml"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("a\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "outputs")
+    head = _git(repo, "rev-parse", "HEAD")
+    for rel in ("reports/p/README.md", "metrics/m.json", "dvc.lock", "papers/p/dvc.lock"):
+        (repo / rel).write_text("b\n")
+    (repo / "reports/p/README.md").unlink()
+    assert git_commit(allow_dirty=False) == head
+    (repo / "params.yaml").write_text("b\n")
+    with pytest.raises(DirtyTreeError, match="params.yaml"):
+        git_commit(allow_dirty=False)
