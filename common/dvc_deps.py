@@ -1,6 +1,6 @@
 """Keep every DVC stage's `.py` deps equal to the repository modules its entry point imports.
 
-DESIGN rule: a stage's DVC deps cover every repository module it imports. Hand-written lists
+Rule (docs/decisions.md): a stage's DVC deps cover every repository module it imports. Hand-written lists
 drift (a report stage imports `common.claims`, which imports `common.evaluation`; forget the
 second and editing it leaves the stage "up to date"), so the `.py` part of each list is derived:
 

@@ -1,6 +1,6 @@
 """Sample-quality metrics through torch-fidelity with an in-repo feature extractor, and intervals.
 
-Inception weights are a download, so (DESIGN.md 7) the backbone is a classifier trained by the
+Inception weights are a download, so (docs/decisions.md) the backbone is a classifier trained by the
 root stage `train_classifier` on the same data. It is registered with torch-fidelity's
 `register_feature_extractor`; FID, KID and precision/recall are torch-fidelity's own functions
 applied to its features. Metric names carry the backbone: `fid[mnist-classifier]`.

@@ -54,7 +54,7 @@ def count_parameters(model: nn.Module) -> int:
 class Classifier(nn.Module):
     """A small CNN; its penultimate activations are the FID-style features (`features`).
 
-    It stands in for Inception, whose weights cannot be downloaded offline (DESIGN.md 7).
+    It stands in for Inception, whose weights cannot be downloaded offline (docs/decisions.md).
     Input: float images in [-1, 1], shape [N, C, H, W].
     """
 

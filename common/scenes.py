@@ -2,7 +2,7 @@
 
 A scene holds 1-3 digits, one per quadrant, each with a colour and a size; its caption states them
 in reading order, e.g. "two digits: large red seven top left, small blue one bottom right".
-Because the generator knows the truth, every pair carries its quality (section F of PAPERS.md):
+Because the generator knows the truth, every pair carries its quality (docs/decisions.md, "Captioned scenes"):
 
     noise          severity  what the caption gets wrong
     clean          0         nothing

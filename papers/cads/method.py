@@ -27,7 +27,7 @@ Our model: the shared class-conditional DDPM is a diffusers `UNet2DModel`; the c
 embedding, the analogue of DiT's label embedding y. CADS corrupts that vector through a forward
 hook on `unet.class_embedding` (`condition_annealing` below); nothing else of the sampler changes.
 
-Decisions the paper leaves open (research notes, "Pitfalls"):
+Decisions the paper (Sec. 3, eqs. 1-3) leaves open, with no official code to settle them (docs/decisions.md):
   * time: t = t_train / (T - 1) for the training timestep the network is queried at
     (t = 1 on the first step from x_T, t = 0 at t_train = 0);
   * statistics of eq. 3: per sample, over the embedding's D entries (the A1111 implementation

@@ -17,7 +17,7 @@ PAPER = "qqt_data_filtering"
 HERE = Path(__file__).parent
 COLORS = ["tab:green", "tab:olive", "tab:orange", "tab:red", "tab:purple", "tab:brown"]
 
-# The notes' reference check (official functions, illustrative parameters) and the official repository's
+# A reference check derived here (official functions, illustrative parameters) and the official repository's
 # fitted T-MARS / ImageNet parameters (results/parameter_values.jsonl, id tmars_imagenet1k_utility).
 REF = dict(a=0.022, b=[-0.13, -0.11, -0.095, -0.085], tau=3.0, d=0.1, S=12.8e6)
 OFFICIAL_FIT = dict(a=0.025, b=[-0.16, -0.125, -0.1, -0.085], tau=[6.7272727272727275, 8.545454545454547,
@@ -178,7 +178,7 @@ def main(argv=None):
         "the best p of the seed-mean curves, observed and predicted:\n\n"
         + table(["samples", "observed spread", "observed best p", "predicted spread", "predicted best p"], spread),
         "## The paper's side: official functions\n\n"
-        "`method.py` reproduces the notes' reference check (a = .022, b = [-.13, -.11, -.095, -.085], tau = 3, "
+        "`method.py` reproduces the official functions' output on illustrative parameters (a = .022, b = [-.13, -.11, -.095, -.085], tau = 3, "
         "d = .1, S = 12.8M) to the printed precision (tests/papers/test_qqt_data_filtering.py); the official "
         "repository's own fitted T-MARS/ImageNet parameters (`results/parameter_values.jsonl`, "
         "`tmars_imagenet1k_utility`, pools sorted by b as `estimate_best_buckets` does) are in the last column.\n\n"

@@ -149,8 +149,8 @@ def main(argv=None):
           "![quality vs quantity](figures/quality_vs_quantity.png)",
         "## Architecture vs data size (Sec. 5)\n\n"
         "The paper's statement (abstract, verbatim): *\"Additionally, we provide guidance on when to choose a "
-        "CNN-based architecture or a ViT-based architecture for CLIP training.\"* Its Sec. 5 finding (research "
-        "notes' summary, not verbatim): ResNet-50 beats ViT-B/32 (similar GFLOPs) when samples / compute are "
+        "CNN-based architecture or a ViT-based architecture for CLIP training.\"* Its Sec. 5 finding (our summary "
+        "of its figures, not verbatim): ResNet-50 beats ViT-B/32 (similar GFLOPs) when samples / compute are "
         "small; ViT-B/32 is better with more data.\n\n"
         f"Here: `common.clip.SmallCNN` {list(cfg.model.cnn_widths)} vs open_clip `VisionTransformer` (width "
         f"{a.vit.width}, {a.vit.layers} layers, patch {a.vit.patch}), same text tower, image-tower FLOPs ratio "

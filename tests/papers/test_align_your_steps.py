@@ -3,7 +3,7 @@ estimator and optimiser on Gaussian data (closed forms of Lemma 3.3 / App. A.3),
 
 References: NVIDIA's published 11-level sigma lists (AYS howto, as in ComfyUI's AlignYourStepsScheduler)
 and their timestep form (howto; diffusers `AysSchedules`); reference values of the howto's log-linear
-interpolation from the research notes (docs: /work/shared/research/diffusion_sampling.md, section 4).
+interpolation (`loglinear_interp`) derived here by applying it to the published SD1.5 and SVD lists.
 """
 
 from pathlib import Path

@@ -1,7 +1,8 @@
 """CADS (Sadat et al., ICLR 2024): schedule, corruption, the class-embedding hook, the baseline, the config.
 
-References: gamma(t) (eq. 2) and y_hat (eq. 1) by hand; the research notes' check (tau1 0.6, tau2 0.9,
-s 0.25, t 0.75 -> gamma 0.5, y_hat = 0.70711 y + 0.17678 n); eq. 3's rescaling restores each row's
+References: gamma(t) (eq. 2) and y_hat (eq. 1) by hand; a check derived here from eqs. 1-2 (tau1 0.6,
+tau2 0.9, s 0.25 as in the A1111 extension v0xie/sd-webui-cads, scripts/cads.py; t 0.75 -> gamma = 0.15 / 0.3
+= 0.5, y_hat = sqrt(0.5) y + 0.25 sqrt(0.5) n = 0.70711 y + 0.17678 n); eq. 3's rescaling restores each row's
 mean and std; per-sample noise makes samples independent of the batch size.
 """
 
@@ -61,7 +62,7 @@ def test_invalid_hyperparameters(kwargs):
 
 # --------------------------------------------------------------------------- eqs. 1, 3, 4
 def test_notes_reference_check_without_rescaling():
-    """Research notes: t = 0.75 -> gamma = 0.5; with psi = 0, y_final = y_hat = 0.70711 y + 0.17678 n."""
+    """Derived here from eqs. 1-2: t = 0.75 -> gamma = 0.5; psi = 0: y_final = y_hat = 0.70711 y + 0.17678 n."""
     cads = CADS(0.6, 0.9, s=0.25, psi=0.0)
     y, n = rows()
     g = cads.gamma(0.75)
@@ -243,7 +244,7 @@ def test_config_loads(profile):
 
 
 def test_cpu_profile_fits_the_sample_call_budget():
-    """DESIGN.md 8 / helper brief: <= ~350k sample-calls (guidance > 1 costs two network calls per step)."""
+    """docs/decisions.md, "CPU budgets": <= ~350k sample-calls (guidance > 1 costs two network calls a step)."""
     cfg = load_config(CADSConfig, paper="cads", overrides=["profile=cpu"], root=REPO)
     cp, sw, nfe = cfg.compare, cfg.sweep, cfg.sampler.nfe
     cost = lambda w: 1 if w == 1.0 else 2  # noqa: E731

@@ -73,7 +73,7 @@ def toy_final_std(n: int, gamma: float) -> float:
                                                  (0.1, 20, 0.459093), (0.1, 100, 0.512881), (0.1, 1000, 0.525224),
                                                  (0.15, 20, 0.496559), (0.15, 100, 0.547991),
                                                  (0.15, 1000, 0.559889)])
-def test_gaussian_toy_matches_the_research_notes(gamma, n, published):
+def test_gaussian_toy_matches_the_derived_table(gamma, n, published):
     assert toy_final_std(n, gamma) == pytest.approx(published, abs=2e-6)
 
 

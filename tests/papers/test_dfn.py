@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_datacomp_fixture_keeps_three_ours_two():
-    """Research notes, DFN reference check: [.9, .8, .8, .7, .1] at fraction .4: n = 2, threshold .8."""
+    """DataComp's `get_threshold` (mlfoundations/datacomp, baselines/apply_filter.py) by hand:
+    [.9, .8, .8, .7, .1] at fraction .4: n = int(5 * .4) = 2, threshold = descending score at position 2 = .8."""
     s = np.array([0.9, 0.8, 0.8, 0.7, 0.1])
     assert method.datacomp_threshold(s, 0.4) == pytest.approx(0.8)
     assert method.datacomp_keep(s, 0.4).tolist() == [0, 1, 2]  # n + 1 plus ties

@@ -1,6 +1,7 @@
-"""Scaling laws for data filtering (Goyal et al., CVPR 2024): the notes' reference check of the official
-functions, the vectorised law and the seeded grid search against synthetic curves, the buckets, clear
-errors, and the tiny pipeline (build_scenes -> train_scene_clip -> experiment -> report) in a temporary copy."""
+"""Scaling laws for data filtering (Goyal et al., CVPR 2024): a reference check of the official
+functions (locuslab/scaling_laws_data_filtering @ba37663, objective.py) on illustrative parameters, the
+vectorised law and the seeded grid search against synthetic curves, the buckets, clear errors, and the
+tiny pipeline (build_scenes -> train_scene_clip -> experiment -> report) in a temporary copy."""
 
 import json
 
@@ -21,7 +22,7 @@ from papers.qqt_data_filtering.method import (
     utility_curve_grid,
 )
 
-# --------------------------------------------------------------------------- reference check (notes, section 1)
+# ------------------------------------------------- reference check (official functions, illustrative parameters)
 A, BS, TAU, D, S = 0.022, [-0.13, -0.11, -0.095, -0.085], 3.0, 0.1, 12.8e6
 TABLE = {  # samples: (errors p = 1..4, best p)
     32e6: ([.8904, .8912, .9042, .9147], 1),

@@ -1,5 +1,6 @@
-"""Scaling (Down) CLIP (Li et al., 2024; no official code): the reference checks of the research notes
-(Top x% selection: descending, fixed tie rule, sizes; compute = GFLOPs/sample x samples seen), the quality
+"""Scaling (Down) CLIP (Li et al., 2024; no official code): reference checks derived here from the paper
+(Top x% selection of Sec. 3.2: descending, a fixed tie rule of ours, sizes; the compute axis of Sec. 2:
+GFLOPs/sample x samples seen), the quality
 score against the shared CLIP's pair scores, the FLOPs matching of the two towers, config errors, and the
 tiny pipeline (build_scenes -> train_scene_clip -> experiment -> report) in a temporary copy."""
 

@@ -8,8 +8,8 @@ from papers.ssl_data_curation import method as M
 
 # --------------------------------------------------------------------------- water-filling (Sec. 3.3)
 
-# The research notes' table (shared/research/data_clip_llm.md, section 5), computed with the official
-# `_find_best_cut_left` / `find_subcluster_target_size` (src/hierarchical_sampling.py @f540537).
+# Reference table derived here by running the official `_find_best_cut_left` / `find_subcluster_target_size`
+# (facebookresearch/ssl-data-curation, src/hierarchical_sampling.py @f540537) with np.random.seed(0).
 WATER_FILLING = [
     ([1, 5, 10, 50], 30, 14, [1, 5, 10, 14]),
     ([100, 20, 5, 1], 40, 17, [17, 17, 5, 1]),
