@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import subprocess
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Union
@@ -164,8 +165,9 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@lru_cache(maxsize=1)
 def _packages() -> Dict[str, str]:
-    """name -> version of every installed distribution, names canonical, sorted by name."""
+    """name -> version of every installed distribution, names canonical, sorted by name (read once per process)."""
     found: Dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"] if dist.metadata else None

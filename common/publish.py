@@ -29,10 +29,9 @@ def provenance(cfg, inputs: Sequence[Path] = ()) -> Dict[str, object]:
     Call it before long work so a dirty tree fails fast (evaluate_base_model does).
     """
     root = repo_root()
-    paths = [Path(p) for p in inputs if Path(p).exists()]
-    hashes = input_hashes(paths)
-    rel = {str(p.resolve().relative_to(root)) if p.resolve().is_relative_to(root) else str(p): h
-           for p, h in zip(paths, hashes.values())}
+    paths = [Path(p).resolve() for p in inputs if Path(p).exists()]
+    rel = {str(p.relative_to(root)) if p.is_relative_to(root) else str(p): h
+           for p, h in zip(paths, (input_hashes([p])[p.as_posix()] for p in paths))}
     return {"commit": git_commit(allow_dirty=cfg.profile == "tiny"), "inputs": rel, "environment": environment()}
 
 

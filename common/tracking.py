@@ -252,8 +252,13 @@ def _base_tags(cfg: Optional[RootConfig], seed) -> Dict[str, str]:
     """Provenance tags of every run, plus what mlflow.start_run would add (user, source name and type)."""
     from mlflow.tracking.context.registry import resolve_tags
 
+    from .provenance import environment
+
+    env = environment()  # which software and CPU produced the run; the full package list is in each report
     return resolve_tags({
         "git_sha": git_sha(),
+        "packages_digest": str(env.get("packages_digest")),
+        "cpu": f"{env.get('cpu_model')} ({' '.join(env.get('cpu_flags', []))})",
         "dvc_stage": os.environ.get("DVC_STAGE", "manual"),
         "dvc_exp": os.environ.get("DVC_EXP_NAME", ""),
         "profile": cfg.profile if cfg is not None else "unknown",

@@ -87,6 +87,7 @@ def test_mlflow_runs(repro):
             by_arm.setdefault(c.data.params["arm"], set()).add(frozenset(c.data.metrics))
     assert set(by_arm) == {"baseline", "method"} and by_arm["baseline"] == by_arm["method"]
     assert len(run.data.tags["git_sha"]) >= 40
+    assert len(run.data.tags["packages_digest"]) == 12 and run.data.tags["cpu"]  # the environment of every run
     assert run.data.metrics["b_star"] == results["b_star"]  # MLflow gets the same numbers as the DVC JSON
     arts = [a.path for a in client.list_artifacts(run.info.run_id)]
     assert "README.md" in arts and "figures" in arts
