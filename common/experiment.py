@@ -24,7 +24,7 @@ from .devices import DeviceLike, as_device
 from .diffusion import unet_fn
 from .evaluation import SampleScorer
 from .models import load_diffusion_model
-from .sampling import Hooks, SamplingSpec, generate_all
+from .sampling import Hooks, SamplingSpec, generate_samples
 
 # Metrics that are distances between two sets: their value for real images is the metric's resolution.
 # Precision, recall and class accuracy of real images are scores near their ceiling, not a distance.
@@ -80,10 +80,10 @@ class BaseModelExperiment:
                progress: bool = True) -> Tuple[torch.Tensor, torch.Tensor, float]:
         """(uint8 images, labels, wall seconds) of one sample set, on the CPU; sampled on `self.device`."""
         t0 = time.perf_counter()
-        x, y = generate_all(unet_fn(self.unet), self.schedule, spec, self.shape, self.num_classes,
-                            hooks_factory=hooks_factory, progress=progress, device=self.device)
-        self.model_calls += spec.num_samples * spec.nfe * (2 if spec.guidance_scale != 1.0 else 1)
-        return to_uint8(x), y, time.perf_counter() - t0
+        s = generate_samples(unet_fn(self.unet), self.schedule, spec, self.shape, self.num_classes,
+                             hooks_factory=hooks_factory, progress=progress, device=self.device)
+        self.model_calls += s.model_calls  # counted by the sampler
+        return to_uint8(s.images), s.labels, time.perf_counter() - t0
 
     def score(self, images: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
         return self.scorer.score(images, labels)

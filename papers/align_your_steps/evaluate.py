@@ -12,20 +12,17 @@ hand-crafted schedules at equal NFE.
 Writes reports/align_your_steps/results.json (DVC metrics) and sample grids.
 """
 
-import json
-import sys
 import time
 
 import numpy as np
 import torch
 
-from common.config import load_config, resolve
+from common.config import resolve
 from common.data import balanced_subset, load_split, to_model_range
 from common.diffusion import unet_fn
+from common.eval_stage import EvalStage, sampling_fields
 from common.experiment import BaseModelExperiment
-from common.report import save_grid
 from common.sampling import SamplingSpec
-from common.seeding import seed_everything
 from papers.align_your_steps import method as ays
 from papers.align_your_steps.config import AlignYourStepsConfig
 
@@ -33,20 +30,18 @@ PAPER = "align_your_steps"
 
 
 def main(argv=None):
-    cfg = load_config(AlignYourStepsConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
-    seed_everything(cfg.seed)
-    t_start = time.time()
+    st = EvalStage.load(AlignYourStepsConfig, PAPER, argv)
+    cfg = st.cfg
     exp = BaseModelExperiment(cfg)
-    out = resolve(cfg, cfg.paths.reports, PAPER)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
     s, o, es, cp = cfg.sampler, cfg.optimize, cfg.early_stopping, cfg.compare
     table = ays.ddpm_sigmas(exp.schedule.alphas_cumprod)  # the model's 1000 noise levels, ascending
     fid_key = exp.scorer.key("fid")
 
     def run(sigmas, seed, n):
         ts = ays.schedule_timesteps(sigmas, table)
-        spec = SamplingSpec(n, len(ts), "ddim", s.eta, guidance_scale=s.guidance_scale, seed=seed, clip_x0=s.clip_x0)
-        img, y, seconds = exp.sample(spec, lambda: ays.ScheduleHooks(ts), progress=False)
+        spec = SamplingSpec(n, len(ts), "ddim", s.eta, guidance_scale=s.guidance_scale, seed=seed, clip_x0=s.clip_x0,
+                            timesteps=ts)
+        img, y, seconds = exp.sample(spec, progress=False)
         return img, y, ts, seconds
 
     # 1. the KLUB's data: a class-balanced subset of the training images (with their labels when the
@@ -60,7 +55,7 @@ def main(argv=None):
     def proxy(sigmas):
         img, y, ts, _ = run(sigmas, es.seed, es.num_samples)
         value = exp.score(img, y)[fid_key]
-        print(json.dumps({"stage": "early_stopping", "timesteps": ts, fid_key: value}), flush=True)
+        st.log(stage="early_stopping", timesteps=ts, **{fid_key: value})
         return value
 
     t0 = time.time()
@@ -81,7 +76,7 @@ def main(argv=None):
         h.update(klub=float(k), klub_se=float(e), timesteps=ays.schedule_timesteps(h["sigmas"], table))
 
     # 2. the compared schedules
-    steps = {len(st) - 1: st for st in stages}
+    steps = {len(sig) - 1: sig for sig in stages}
     finest = stages[-1]
     schedules = {}
     for nfe in cp.nfe:
@@ -94,39 +89,30 @@ def main(argv=None):
         k, e = ays.estimate_klub(denoiser, batch, [group[n][::-1] for n in names], o.c)
         klubs[nfe] = {n: {"klub": float(a), "klub_se": float(b)} for n, a, b in zip(names, k, e)}
 
-    rows = []
     for nfe in cp.nfe:
         for seed in cp.seeds:
             for name, sigmas in schedules[nfe].items():
                 img, y, ts, seconds = run(sigmas, seed, cp.num_samples)
-                row = {"stage": "compare", "nfe": nfe, "seed": seed, "schedule": name, "seconds": seconds,
-                       **exp.score(img, y)}
+                row = dict(stage="compare", nfe=nfe, seed=seed, schedule=name, seconds=seconds, **exp.score(img, y))
                 if name == "ays":  # the method row is paired with every baseline: one copy per group
-                    rows += [{**row, "arm": "method", "group": b} for b in cp.baselines]
+                    for b in cp.baselines:
+                        st.add(**row, arm="method", group=b)
                 else:
-                    rows.append({**row, "arm": "baseline", "group": name})
+                    st.add(**row, arm="baseline", group=name)
                 if seed == cp.seeds[0]:
-                    save_grid(img[:100], out / "samples" / f"nfe{nfe}_{name}.png")
-                print(json.dumps(rows[-1]), flush=True)
+                    st.save_grid(img, f"nfe{nfe}_{name}")
 
-    floors = exp.real_floor(cfg, cp.num_samples)  # the metric's resolution at the compared sets' size
-    results = {
-        "metric": fid_key, "floors": floors, "floor_samples": cp.num_samples,
-        "backbone": exp.scorer.backbone, "num_reference": exp.scorer.num_reference,
-        "sigma_min": float(table[0]), "sigma_max": float(table[-1]),
-        "stages": [{"num_steps": len(st) - 1, "sigmas": st.tolist(), "timesteps": ays.schedule_timesteps(st, table)}
-                   for st in stages],
-        "history": history,
-        "schedules": {str(nfe): {n: {"sigmas": v.tolist(), "timesteps": ays.schedule_timesteps(v, table),
-                                     **klubs[nfe][n]} for n, v in group.items()}
-                      for nfe, group in schedules.items()},
-        "rows": rows, "optimize_seconds": optimize_seconds, "optimize_calls": optimize_calls,
-        "klub_calls": denoiser.calls, "model_calls": exp.model_calls + denoiser.calls,
-        "eval_seconds": time.time() - t_start, "base_model_step": exp.meta["step"],
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"AYS {o.num_steps}-step timesteps {results['stages'][0]['timesteps']}; "
-          f"{results['model_calls']} model calls in {time.time() - t_start:.0f} s")
+    fields = sampling_fields(cfg, exp, cp.num_samples)
+    fields["model_calls"] += denoiser.calls  # the sample sets' and the KLUB estimates'
+    stage_info = [{"num_steps": len(sig) - 1, "sigmas": sig.tolist(), "timesteps": ays.schedule_timesteps(sig, table)}
+                  for sig in stages]
+    st.write(**fields, sigma_min=float(table[0]), sigma_max=float(table[-1]), stages=stage_info, history=history,
+             schedules={str(nfe): {n: {"sigmas": v.tolist(), "timesteps": ays.schedule_timesteps(v, table),
+                                       **klubs[nfe][n]} for n, v in group.items()}
+                        for nfe, group in schedules.items()},
+             optimize_seconds=optimize_seconds, optimize_calls=optimize_calls, klub_calls=denoiser.calls)
+    print(f"AYS {o.num_steps}-step timesteps {stage_info[0]['timesteps']}; "
+          f"{fields['model_calls']} model calls in {st.seconds:.0f} s")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ refined. Other step counts come from log-linear interpolation over the step inde
 
 A discrete-time eps-prediction DDPM is put in this form by x_t^DDPM = sqrt(ab_t) (x_0 + sigma_t n),
 sigma_t = sqrt((1 - ab_t) / ab_t): the denoiser at level sigma is D(x, sigma) = x - sigma eps(sqrt(ab) x, t(sigma))
-with ab = 1 / (1 + sigma^2), and DDIM (eta = 0) is exactly Euler in sigma on D (`euler_step`;
-tests/papers/test_align_your_steps.py checks it against common/sampling.py's DDIM step).
+with ab = 1 / (1 + sigma^2), and DDIM (eta = 0) is exactly Euler in sigma on D (common/samplers.py's
+`Euler` rule; tests/papers/test_align_your_steps.py checks both against the `Denoiser`). The sampler is
+the shared one, run on the schedule's timesteps (`SamplingSpec.timesteps`, `schedule_timesteps`).
 
 Conventions: a schedule is the published form, noise levels in *descending* order
 [sigma_max, ..., sigma_min] (n + 1 values for n steps). The sampler evaluates the model at the first
@@ -37,8 +38,6 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-
-from common.sampling import Hooks
 
 C_IMPORTANCE = 0.5  # Sec. 3.3: the importance-sampling density assumes Gaussian data of std c = 0.5
 
@@ -88,11 +87,6 @@ class Denoiser:
             out.append(x[sl] - s[sl] * eps)
         self.calls += x.shape[0]
         return torch.cat(out)
-
-
-def euler_step(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
-    """One DDIM (eta = 0) step in EDM form: Euler on dx/dsigma = (x - D) / sigma (first-order DPM-Solver)."""
-    return x + (sigma_next - sigma) * (x - denoised) / sigma
 
 
 # --------------------------------------------------------------------------- KLUB for Gaussian data (Lemma 3.3)
@@ -344,19 +338,3 @@ def schedule_timesteps(sigmas: Sequence[float], sigma_table: np.ndarray) -> List
     if any(a <= b for a, b in zip(ts, ts[1:])):
         raise ValueError(f"schedule {np.round(sigmas, 5).tolist()} maps to non-decreasing timesteps {ts}")
     return ts
-
-
-class ScheduleHooks(Hooks):
-    """Sampler hook that replaces the nominal timesteps by a schedule's: step i evaluates the model at
-    timesteps[i] and lands on timesteps[i + 1] (-1 = data after the last)."""
-
-    def __init__(self, timesteps: Sequence[int]):
-        self.ts = [int(t) for t in timesteps]
-
-    def timestep(self, x, i, t):
-        return self.ts[i]
-
-    def next_timestep(self, x, i, t, t_next):
-        if t_next < 0 and i + 1 < len(self.ts):
-            raise ValueError(f"the sampler has fewer steps ({i + 1}) than the schedule ({len(self.ts)})")
-        return self.ts[i + 1] if i + 1 < len(self.ts) else -1

@@ -10,24 +10,18 @@ Scores, all in the metric backbone's feature space against the held-out referenc
 Writes reports/cads/results.json (DVC metrics) and sample grids.
 """
 
-import json
-import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 
-from common.config import load_config, resolve
-from common.data import to_uint8
-from common.diffusion import unet_fn
 from common.diversity import diversity_metrics, sample_features
+from common.eval_stage import EvalStage, sampling_fields
 from common.evaluation import classifier_accuracy, fid_from_features
 from common.experiment import BaseModelExperiment
-from common.report import class_grid, save_grid
-from common.sampling import SamplingSpec, generate_all, timesteps
-from common.seeding import seed_everything
+from common.report import class_grid
+from common.sampling import SamplingSpec, timesteps
 from papers.cads.config import CADSConfig
-from papers.cads.method import CADS, condition_annealing, dynamic_cfg, gamma_schedule
+from papers.cads.method import CADS, GuidanceAnnealing, condition_annealing, gamma_schedule
 
 PAPER = "cads"
 # claim rows: which sample set is the baseline / method arm of each comparison group
@@ -36,15 +30,12 @@ QUALITY = {"precision_drop": "precision_k{k}", "class_acc_drop": "class_acc"}  #
 
 
 def main(argv=None):
-    cfg = load_config(CADSConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
-    seed_everything(cfg.seed)
-    t0 = time.time()
+    st = EvalStage.load(CADSConfig, PAPER, argv)
+    cfg = st.cfg
     exp = BaseModelExperiment(cfg)
     if not exp.num_classes:
         raise ValueError("CADS needs a class-conditional base model: models/base_model has num_classes = 0 "
                          "(set base_model.unet.num_classes in the root params.yaml)")
-    out = resolve(cfg, cfg.paths.reports, PAPER)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
     sp, k, T, null = cfg.sampler, cfg.diversity_k, exp.schedule.T, exp.num_classes
     paper = CADS(cfg.paper.tau1, cfg.paper.tau2, cfg.paper.s, cfg.paper.psi)
 
@@ -58,11 +49,8 @@ def main(argv=None):
         elif name.startswith("cads"):
             with condition_annealing(exp.unet, cads, null, T) as hooks:
                 img, y, _ = exp.sample(spec, hooks, progress=False)
-        elif name == "dyncfg":  # the guidance is inside the model function: the sampler runs at scale 1
-            fn = dynamic_cfg(unet_fn(exp.unet), w, null, cads.gamma, T)
-            x, y = generate_all(fn, exp.schedule, replace(spec, guidance_scale=1.0), exp.shape, null)
-            img = to_uint8(x)
-            exp.model_calls += n * sp.nfe * 2
+        elif name == "dyncfg":  # the shared guidance at scale gamma(t) w
+            img, y, _ = exp.sample(spec, lambda: GuidanceAnnealing(cads.gamma, T), progress=False)
         else:
             raise ValueError(f"unknown arm '{name}'")
         seconds = time.perf_counter() - start
@@ -76,16 +64,15 @@ def main(argv=None):
                  class_acc=classifier_accuracy(f["logits"], y))
         return {exp.scorer.key(name): v for name, v in m.items()}
 
-    sets = []  # one entry per sample set
+    sets = []  # one entry per sample set; the claim rows pair them up at the end
     sw = cfg.sweep
     for seed in sw.seeds:
         for tau1, tau2 in sw.windows:
             for s in sw.s:
                 cads = CADS(tau1, tau2, s, cfg.paper.psi)
                 _, _, m = run("cads", sw.guidance_scale, seed, sw.num_samples, cads)
-                sets.append({"stage": "sweep", "name": "cads", "guidance": sw.guidance_scale, "seed": seed,
-                             "tau1": tau1, "tau2": tau2, "s": s, **m})
-                print(json.dumps(sets[-1]), flush=True)
+                sets.append(st.log(stage="sweep", name="cads", guidance=sw.guidance_scale, seed=seed,
+                                   tau1=tau1, tau2=tau2, s=s, **m))
     fid = exp.scorer.key("fid")
     sweep_mean = {(t1, t2, s): float(np.mean([r[fid] for r in sets if r["stage"] == "sweep" and
                                               (r["tau1"], r["tau2"], r["s"]) == (t1, t2, s)]))
@@ -106,27 +93,21 @@ def main(argv=None):
     for seed in cp.seeds:
         for name, w, cads in arms:
             img, y, m = run(name, w, seed, cp.num_samples, cads)
-            sets.append({"stage": "compare", "name": name, "guidance": w, "seed": seed, **m})
-            print(json.dumps(sets[-1]), flush=True)
+            sets.append(st.log(stage="compare", name=name, guidance=w, seed=seed, **m))
             if seed == cp.seeds[0]:
-                save_grid(class_grid(img, y, per_class=8, num_classes=null), out / "samples" / f"{name}_w{w:g}.png")
+                st.save_grid(class_grid(img, y, per_class=8, num_classes=null), f"{name}_w{w:g}", n=None)
 
-    rows = claim_rows(sets, exp.scorer.key, k, w_max)
-    floors = exp.real_floor(cfg, cp.num_samples)  # the metric's resolution at the compared sets' size
-    results = {"tuned": {"tau1": tau1, "tau2": tau2, "s": s, "psi": cfg.paper.psi},
-               "paper": {"tau1": paper.tau1, "tau2": paper.tau2, "s": paper.s, "psi": paper.psi},
-               "sweep_mean_fid": {f"{t1},{t2},{sv}": v for (t1, t2, sv), v in sweep_mean.items()},
-               "gamma": {"timesteps": timesteps(sp.nfe, T, sp.spacing), "num_train_timesteps": T,
-                         "tuned": gamma_schedule(tuned, timesteps(sp.nfe, T, sp.spacing), T),
-                         "paper": gamma_schedule(paper, timesteps(sp.nfe, T, sp.spacing), T)},
-               "embedding_dim": exp.unet.class_embedding.embedding_dim,
-               "alpha_bar_at_paper_tau1": float(exp.schedule.alpha_bar(round(paper.tau1 * (T - 1)))),
-               "metric": fid, "floors": floors, "floor_samples": cp.num_samples,
-               "backbone": exp.scorer.backbone, "num_reference": exp.scorer.num_reference,
-               "sets": sets, "rows": rows, "model_calls": exp.model_calls, "eval_seconds": time.time() - t0,
-               "base_model_step": exp.meta["step"]}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"tuned CADS tau1={tau1} tau2={tau2} s={s}; {exp.model_calls} model calls in {time.time() - t0:.0f} s")
+    st.rows = claim_rows(sets, exp.scorer.key, k, w_max)
+    ts = timesteps(sp.nfe, T, sp.spacing)
+    st.write(**sampling_fields(cfg, exp, cp.num_samples),
+             tuned={"tau1": tau1, "tau2": tau2, "s": s, "psi": cfg.paper.psi},
+             paper={"tau1": paper.tau1, "tau2": paper.tau2, "s": paper.s, "psi": paper.psi},
+             sweep_mean_fid={f"{t1},{t2},{sv}": v for (t1, t2, sv), v in sweep_mean.items()},
+             gamma={"timesteps": ts, "num_train_timesteps": T, "tuned": gamma_schedule(tuned, ts, T),
+                    "paper": gamma_schedule(paper, ts, T)},
+             embedding_dim=exp.unet.class_embedding.embedding_dim,
+             alpha_bar_at_paper_tau1=float(exp.schedule.alpha_bar(round(paper.tau1 * (T - 1)))), sets=sets)
+    print(f"tuned CADS tau1={tau1} tau2={tau2} s={s}; {exp.model_calls} model calls in {st.seconds:.0f} s")
 
 
 def claim_rows(sets, key, k, w_max):

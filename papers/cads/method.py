@@ -24,8 +24,10 @@ the same schedule instead of the condition:  w_hat(t) = gamma(t) w_CFG.
 
 Our model: the shared class-conditional DDPM is a diffusers `UNet2DModel`; the class label enters as
 `class_emb = unet.class_embedding(label)` (an nn.Embedding, [N, 128]), added to the timestep
-embedding, the analogue of DiT's label embedding y. CADS corrupts that vector through a forward
-hook on `unet.class_embedding` (`condition_annealing` below); nothing else of the sampler changes.
+embedding, the analogue of DiT's label embedding y. CADS corrupts that vector through the shared
+sampler's embedding hook (`CADSHooks.embedding`; the sampler then conditions the network on y_final);
+nothing else of the sampler changes. The guidance-annealing baseline is the shared classifier-free
+guidance with a per-step scale (`GuidanceAnnealing.guidance`).
 
 Decisions the paper (Sec. 3, eqs. 1-3) leaves open, with no official code to settle them (docs/decisions.md):
   * time: t = t_train / (T - 1) for the training timestep the network is queried at
@@ -34,22 +36,20 @@ Decisions the paper (Sec. 3, eqs. 1-3) leaves open, with no official code to set
     uses the whole conditioning tensor, identical with one condition per call). Biased and
     unbiased std give the same ratio std(y) / std(y_hat), so the choice does not matter;
   * the null-class embedding is not noised (the conditional branch only);
-  * n is per-sample seeded: sample j's noise stream is keyed by its own initial noise x_T(j),
-    itself drawn from sample j's seed (common.sampling.SampleNoise), so samples do not depend on
-    the batch size and arms that share x_T share the CADS noise too;
+  * n is per-sample seeded: sample j's noise stream is the per-sample generator the shared sampler
+    hands its hooks (`Hooks.start`), seeded from sample j's own seed, so samples do not depend on
+    the batch size and arms with the same seed share the CADS noise too;
   * s = 0 switches CADS off (eq. 3 would divide 0 by 0 at gamma = 0).
 """
 
 from __future__ import annotations
 
-import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, List
 
 import torch
 
-from common.diffusion import ModelFn
 from common.sampling import Hooks
 
 
@@ -103,108 +103,66 @@ def diffusion_time(t_train, num_train_timesteps: int):
     return t_train / (num_train_timesteps - 1)
 
 
-def sample_key(x_T: torch.Tensor, salt: bytes = b"cads") -> int:
-    """A 63-bit seed from one sample's initial noise x_T (its bytes), for its CADS noise stream."""
-    digest = hashlib.blake2b(x_T.detach().cpu().contiguous().numpy().tobytes(), digest_size=8, person=salt)
-    return int.from_bytes(digest.digest(), "little") >> 1
-
-
 class CADSHooks(Hooks):
-    """Sampler hooks of one batch: keep the step's gamma(t) and fresh per-sample noise n for the embedding hook.
+    """Sampler hooks of one batch: CADS on the condition embedding of the conditional branch.
 
-    `timestep` (step 0) seeds one generator per sample from its x_T; `condition` draws n [N, D] for
-    the step (every step, whatever gamma, so the noise sequence does not depend on tau1, tau2, s).
+    `start` keeps the per-sample generators; `embedding` draws fresh n [N, D] for the step from them (every
+    step, whatever gamma, so the noise sequence does not depend on tau1, tau2, s) and returns y_final.
+    The null-class branch of classifier-free guidance keeps its own embedding (the sampler builds it).
     """
 
-    def __init__(self, cads: CADS, embed_dim: int, num_train_timesteps: int, null_class: int, active: list):
-        self.cads, self.embed_dim, self.T, self.null_class = cads, embed_dim, num_train_timesteps, null_class
-        self._active = active  # shared with the forward hook: [the hooks of the batch being sampled]
+    def __init__(self, cads: CADS, num_train_timesteps: int, null_class: int):
+        self.cads, self.T, self.null_class = cads, num_train_timesteps, null_class
         self.gens: List[torch.Generator] = []
-        self.gamma_t, self.n = 1.0, None
         self.gammas: List[float] = []  # per step, for the report
 
-    def timestep(self, x, i, t):
-        if i == 0:
-            self.gens = [torch.Generator().manual_seed(sample_key(xj)) for xj in x]
-        return t
+    def start(self, x, c, t, gens):
+        if gens is None:
+            raise ValueError("CADS needs per-sample seeded noise (common.sampling.SampleNoise) for its noise n")
+        self.gens = gens
+        return x
 
-    def condition(self, c, i, t):
-        tt = torch.as_tensor(t, dtype=torch.float64)
-        self.gamma_t = self.cads.gamma(diffusion_time(tt, self.T))
-        self.n = torch.stack([torch.randn(self.embed_dim, generator=g) for g in self.gens])  # [N, D]
-        self.gammas.append(float(self.gamma_t.mean()))
-        self._active[:] = [self]
-        return c
-
-    def embed(self, labels: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Class embeddings y [B, D] of `labels` [B] -> CADS-corrupted conditional rows.
-
-        The conditional branch is the first N rows (common.sampling's guidance concatenates
-        [conditional, null]); null-class rows are left as they are.
-        """
-        n = len(self.gens)
-        if self.n is None or y.shape[0] not in (n, 2 * n):
-            raise RuntimeError(f"CADS: class embedding called with {y.shape[0]} rows for a batch of {n} samples "
-                               "(expected N, or 2N with classifier-free guidance)")
-        cond = labels[:n] != self.null_class  # [N]
-        y_final = self.cads.corrupt(y[:n], self.gamma_t, self.n)
-        out = y.clone()
-        out[:n] = torch.where(cond[:, None], y_final, y[:n])
-        return out
+    def embedding(self, y, c, i, t):
+        gamma_t = self.cads.gamma(diffusion_time(torch.as_tensor(t, dtype=torch.float64), self.T))  # eq. (2)
+        n = torch.stack([torch.randn(y.shape[1], generator=g) for g in self.gens])  # [N, D], fresh every step
+        self.gammas.append(float(gamma_t.mean()))
+        y_final = self.cads.corrupt(y, gamma_t, n)  # eqs. (1), (3), (4)
+        return torch.where((c != self.null_class)[:, None], y_final, y)  # a sample asking for the null class keeps it
 
 
 @contextmanager
 def condition_annealing(unet, cads: CADS, null_class: int,
                         num_train_timesteps: int = 1000) -> Iterator[Callable[[], CADSHooks]]:
-    """Within the block, sampling `unet` runs CADS; yields the hooks factory for common.sampling.
+    """Within the block, sampling `unet` with the yielded hooks factory runs CADS (common.sampling):
 
         with condition_annealing(exp.unet, CADS(tau1=0.1, tau2=0.5, s=1.0), exp.num_classes, exp.schedule.T) as hooks:
             images, labels, _ = exp.sample(spec, hooks)
 
-    A forward hook on `unet.class_embedding` (an nn.Embedding) swaps in the corrupted embeddings of
-    the batch being sampled (every class-embedding call inside the block, after the first step, uses
-    that batch's current step); it is removed on exit, leaving the network untouched.
+    Checks that the network takes its condition through a class-embedding table (`unet.class_embedding`,
+    an nn.Embedding, whose rows the hooks corrupt); the network itself is not modified.
     """
-    emb = getattr(unet, "class_embedding", None)
-    if not isinstance(emb, torch.nn.Embedding):
+    if not isinstance(getattr(unet, "class_embedding", None), torch.nn.Embedding):
         raise TypeError("CADS needs a class-conditional UNet2DModel: `unet.class_embedding` is not an nn.Embedding")
-    active: list = []
-
-    def on_embedding(module, inputs, output):
-        return active[0].embed(inputs[0], output) if active else output
-
-    def factory() -> CADSHooks:
-        return CADSHooks(cads, emb.embedding_dim, num_train_timesteps, null_class, active)
-
-    handle = emb.register_forward_hook(on_embedding)
-    try:
-        yield factory
-    finally:
-        handle.remove()
-        active.clear()
+    yield lambda: CADSHooks(cads, num_train_timesteps, null_class)
 
 
 # --------------------------------------------------------------------------- baseline
-def dynamic_cfg(model_fn: ModelFn, w: float, null_class: int, gamma: Callable, num_train_timesteps: int = 1000
-                ) -> ModelFn:
+class GuidanceAnnealing(Hooks):
     """Guidance annealing (the paper's "dynamic CFG" baseline, Table 4): the guidance scale follows gamma,
 
-        eps = eps(x, null) + gamma(t) w (eps(x, c) - eps(x, null)),
+        eps = eps(x, null) + gamma(t) w (eps(x, c) - eps(x, null)),    w_hat(t) = gamma(t) w_CFG,
 
-    so sampling starts unconditional (gamma = 0 for t >= tau2) and ends with the full scale w.
-    `gamma` is a CADS schedule's `gamma`; pass the result to common.sampling with guidance_scale 1.
+    so sampling starts unconditional (gamma = 0 for t >= tau2) and ends with the full scale w, the
+    sampling spec's guidance scale. `gamma` is a CADS schedule's `gamma`.
     """
 
-    def fn(x, t, c):
-        w_t = (w * gamma(diffusion_time(t.double(), num_train_timesteps))).to(x.dtype).reshape(-1, 1, 1, 1)
-        both = model_fn(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, torch.full_like(c, null_class)]))
-        e_c, e_u = both.chunk(2)
-        return e_u + w_t * (e_c - e_u)
+    def __init__(self, gamma: Callable, num_train_timesteps: int = 1000):
+        self.gamma, self.T = gamma, num_train_timesteps
 
-    return fn
+    def guidance(self, w, t):
+        return w * self.gamma(diffusion_time(t.double(), self.T))
 
 
 def gamma_schedule(cads: CADS, steps: List[int], num_train_timesteps: int = 1000) -> List[float]:
     """gamma at each sampling step's timestep (for plots and the report)."""
     return [float(cads.gamma(diffusion_time(float(t), num_train_timesteps))) for t in steps]
-

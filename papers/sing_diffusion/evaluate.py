@@ -1,33 +1,29 @@
 """Stage `evaluate`: base samplers with and without SingDiffusion's first step, on the shared base model.
 
 For every grid (`compare`: plain conditional sampling; `guided`: classifier-free guidance s > 1),
-sampler (DDIM, DPM-Solver++(2M)), timestep spacing, NFE and seed, two arms start from the same
-per-sample x_1: `baseline` (the sampler from x_1) and `method` (the sampler from
-x_{t0} = sqrt(ab_{t0}) ybar + sqrt(1 - ab_{t0}) x_1). Each run is scored with FID & co. in the metric
-backbone's feature space and by its per-sample mean brightness against the held-out data's:
-Wasserstein-1 distance between the two brightness distributions and the gap of their means.
+sampler (DDIM, DPM-Solver++(2M): the shared sampler's rules), timestep spacing, NFE and seed, two arms
+start from the same per-sample x_1: `baseline` (the sampler from x_1) and `method` (the sampler from
+x_{t0} = sqrt(ab_{t0}) ybar + sqrt(1 - ab_{t0}) x_1, SingDiffusion's start hook). Each run is scored
+with FID & co. in the metric backbone's feature space and by its per-sample mean brightness against the
+held-out data's: Wasserstein-1 distance between the two brightness distributions and the gap of their
+means.
 Also records how far N(0, I) is from the true marginal at each t0 (method.start_gap_nats).
 Writes reports/sing_diffusion/results.json (DVC metrics), brightness arrays and sample grids.
 """
-
-import json
-import sys
-import time
 
 import numpy as np
 import torch
 from scipy.stats import wasserstein_distance
 
-from common.config import load_config, resolve
-from common.data import load_split, to_model_range, to_uint8
-from common.diffusion import NoiseSchedule, unet_fn
+from common.config import resolve
+from common.data import load_split, to_model_range
+from common.diffusion import NoiseSchedule
+from common.eval_stage import EvalStage, sampling_fields
 from common.experiment import BaseModelExperiment, real_subset
-from common.report import class_grid, save_grid
-from common.sampling import SamplingSpec, timesteps
-from common.seeding import seed_everything
+from common.report import class_grid
+from common.sampling import Hooks, SamplingSpec, timesteps
 from papers.sing_diffusion.config import SingDiffusionConfig
 from papers.sing_diffusion.method import SingDiffusionStart, start_gap_nats
-from papers.sing_diffusion.samplers import generate
 from papers.sing_diffusion.train import load_net
 
 PAPER = "sing_diffusion"
@@ -45,26 +41,23 @@ def brightness_metrics(b: np.ndarray, b_data: np.ndarray) -> dict:
 
 
 def main(argv=None):
-    cfg = load_config(SingDiffusionConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
-    seed_everything(cfg.seed)
-    t_start = time.time()
+    st = EvalStage.load(SingDiffusionConfig, PAPER, argv)
+    cfg = st.cfg
     exp = BaseModelExperiment(cfg)
     net = load_net(resolve(cfg, cfg.paths.runs, PAPER, "net"))
-    out = resolve(cfg, cfg.paths.reports, PAPER)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
     x_ho, y_ho = load_split(resolve(cfg, cfg.paths.data, "prepared"), "heldout")
     b_data = brightness(x_ho)
     x_train, _ = load_split(resolve(cfg, cfg.paths.data, "prepared"), "train")
-    model_fn = unet_fn(exp.unet)
 
-    rows, arrays, class_brightness = [], {"data": b_data}, {}
+    arrays, class_brightness = {"data": b_data}, {}
     hist = cfg.histogram
     grids = {"compare": cfg.compare, "guided": cfg.guided if exp.num_classes else None}
     for stage, grid in grids.items():
         if grid is None:
             continue
         g = grid.guidance_scale
-        start = SingDiffusionStart(net, g, cfg.normalize_guidance)
+        arms = {"baseline": Hooks,
+                "method": lambda g=g: SingDiffusionStart(net, exp.schedule, g, cfg.normalize_guidance)}
         for sampler in grid.samplers:
             for spacing in grid.spacings:
                 for nfe in grid.nfe:
@@ -72,23 +65,16 @@ def main(argv=None):
                     for seed in cfg.seeds:
                         spec = SamplingSpec(cfg.num_samples, nfe, sampler, spacing=spacing, guidance_scale=g,
                                             seed=seed, clip_x0=cfg.clip_x0)
-                        for arm in ("baseline", "method"):
-                            tic = time.perf_counter()
-                            x, y = generate(model_fn, exp.schedule, spec, exp.shape, exp.num_classes,
-                                            start=start if arm == "method" else None)
-                            seconds = time.perf_counter() - tic
-                            exp.model_calls += cfg.num_samples * nfe * (2 if g != 1.0 else 1)
-                            img = to_uint8(x)
+                        for arm, hooks in arms.items():
+                            img, y, seconds = exp.sample(spec, hooks, progress=False)
                             b = brightness(img)
-                            rows.append({"stage": stage, "sampler": sampler, "spacing": spacing, "nfe": nfe,
-                                         "guidance": g, "t0": t0, "seed": seed, "arm": arm, "seconds": seconds,
-                                         **exp.score(img, y), **brightness_metrics(b, b_data)})
-                            print(json.dumps(rows[-1]), flush=True)
+                            st.add(stage=stage, sampler=sampler, spacing=spacing, nfe=nfe, guidance=g, t0=t0,
+                                   seed=seed, arm=arm, seconds=seconds, **exp.score(img, y),
+                                   **brightness_metrics(b, b_data))
                             name = f"{stage}_{sampler}_{spacing}_nfe{nfe}_{arm}"
                             if seed == cfg.seeds[0]:
                                 arrays[name] = b
-                                save_grid(class_grid(img, y) if exp.num_classes else img[:100],
-                                          out / "samples" / f"{name}.png")
+                                st.save_grid(class_grid(img, y) if exp.num_classes else img, name)
                             if stage == "compare" and (sampler, spacing, nfe) == (hist.sampler, hist.spacing, hist.nfe):
                                 per_class = [float(b[(y == c).numpy()].mean()) for c in range(max(exp.num_classes, 1))]
                                 class_brightness.setdefault(arm, []).append(per_class)
@@ -109,21 +95,17 @@ def main(argv=None):
     data_classes = [float(b_data[(y_ho == c).numpy()].mean()) for c in range(max(exp.num_classes, 1))]
     # the metrics' resolution at the compared sets' size: FID & co. (exp.real_floor) and the brightness
     # distances, all of the same class-balanced set of real training images
-    floors = exp.real_floor(cfg, cfg.num_samples)
+    fields = sampling_fields(cfg, exp, cfg.num_samples)
     x_real, _ = real_subset(exp.data_dir, cfg.num_samples, exp.num_classes, cfg.seed)
-    floors.update({k: v for k, v in brightness_metrics(brightness(x_real), b_data).items() if k != "brightness_mean"})
-    np.savez_compressed(out / "samples" / "brightness.npz", **{k: v.astype(np.float32) for k, v in arrays.items()})
-    results = {"metric": exp.scorer.key("fid"), "floors": floors, "floor_samples": cfg.num_samples,
-               "backbone": exp.scorer.backbone,
-               "num_reference": exp.scorer.num_reference, "rows": rows, "start_gap": gap, "sd15_reference": sd_ref,
-               "ab_last": ab_last,
-               "data_brightness_mean": float(b_data.mean()),
-               "class_brightness": {"data": data_classes,
-                                    **{arm: np.mean(v, axis=0).tolist() for arm, v in class_brightness.items()}},
-               "net_params": sum(p.numel() for p in net.parameters()), "model_calls": exp.model_calls,
-               "eval_seconds": time.time() - t_start, "base_model_step": exp.meta["step"]}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"{exp.model_calls} model calls in {time.time() - t_start:.0f} s")
+    fields["floors"].update({k: v for k, v in brightness_metrics(brightness(x_real), b_data).items()
+                             if k != "brightness_mean"})
+    st.write_arrays("samples/brightness.npz", **{k: v.astype(np.float32) for k, v in arrays.items()})
+    st.write(**fields, start_gap=gap, sd15_reference=sd_ref, ab_last=ab_last,
+             data_brightness_mean=float(b_data.mean()),
+             class_brightness={"data": data_classes,
+                               **{arm: np.mean(v, axis=0).tolist() for arm, v in class_brightness.items()}},
+             net_params=sum(p.numel() for p in net.parameters()))
+    print(f"{exp.model_calls} model calls in {st.seconds:.0f} s")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ so one time-free network ybar_phi(c) trained with the x0-prediction loss at t = 
     L(phi) = E_{x_0, c} || x_0 - ybar_phi(c) ||^2                              (loss at t = 1)
 
 recovers it. Sampling then takes one DDIM step from t = 1 (eps = x_1, x0 = ybar) to the base
-sampler's first step t0, and hands x_{t0} to the unchanged base sampler:
+sampler's first step t0, and hands x_{t0} to the unchanged base sampler (the shared sampler's start hook):
 
     x_{t0} = sqrt(ab_{t0}) * ybar + sqrt(1 - ab_{t0}) * x_1                      (initial singular step)
 
@@ -40,6 +40,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from common.devices import module_device, to_device
+from common.sampling import Hooks
 
 
 class SingDiffusionNet(nn.Module):
@@ -104,15 +107,19 @@ def initial_singular_step(x1: torch.Tensor, ybar: torch.Tensor, ab_t0) -> torch.
     return (ab.sqrt() * ybar.double() + (1 - ab).sqrt() * x1.double()).to(x1.dtype)
 
 
-class SingDiffusionStart:
-    """The plug-in: maps the base sampler's initial noise x_1 to x_{t0} for labels c."""
+class SingDiffusionStart(Hooks):
+    """The plug-in, as the shared sampler's start hook: x_1 (its initial noise) -> x_{t0} for labels c,
+    t0 = the base sampler's first step. The base sampler (common/sampling.py) then runs unchanged, its own
+    noise draws included (DDIM with eta > 0, DDPM)."""
 
-    def __init__(self, net: SingDiffusionNet, guidance_scale: float = 1.0, normalize: bool = True):
-        self.net, self.guidance_scale, self.normalize = net.eval(), guidance_scale, normalize
+    def __init__(self, net: SingDiffusionNet, schedule, guidance_scale: float = 1.0, normalize: bool = True):
+        self.net, self.schedule = net.eval(), schedule
+        self.guidance_scale, self.normalize = guidance_scale, normalize
 
-    def __call__(self, x1: torch.Tensor, c: Optional[torch.Tensor], ab_t0) -> torch.Tensor:
-        ybar = predict_mean(self.net, c, x1.shape[0], self.guidance_scale, self.normalize)
-        return initial_singular_step(x1, ybar, ab_t0)
+    def start(self, x1, c, t0, gens):
+        ybar = predict_mean(self.net, to_device(c, module_device(self.net)), x1.shape[0], self.guidance_scale,
+                            self.normalize)
+        return initial_singular_step(x1, ybar.to(x1.device), self.schedule.alpha_bar(t0))
 
 
 def start_gap_nats(x0: torch.Tensor, ab_t0) -> torch.Tensor:

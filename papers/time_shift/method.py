@@ -16,7 +16,9 @@ only while t' > t_c (the cutoff; at low noise the image's own variance dominates
 never on the first step. Semantics follow the official DDIM/DDPM code path
 (Mingxiao-Li/TS-DPM, sampler/pnm_solver.py: `apply_time_shift`): the variance is taken of the
 current state, the window is centred on the nominal next step, the update lands on t_s, and the
-model keeps being queried at the nominal times. The window is clipped to [0, T-1].
+model keeps being queried at the nominal times. The window is clipped to [0, T-1]. A window wider
+than the step spacing can land a step on a time noisier than the current one; the update is then the
+shared DDIM's deterministic step to t_s (common/samplers.py: `ddim_step`), no variance term.
 
 Everything else is the shared sampler (common/sampling.py); this file only remaps the step's
 target time, through its `next_timestep` hook. No retraining, no extra model calls.

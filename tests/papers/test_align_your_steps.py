@@ -18,7 +18,8 @@ from scipy.optimize import minimize, minimize_scalar
 from common.claims import load_claims
 from common.config import load_config
 from common.diffusion import NoiseSchedule
-from common.sampling import ddim_step, sample, timesteps
+from common.samplers import DDIM, Euler
+from common.sampling import SamplingSpec, generate_all, sample
 from papers.align_your_steps import method as ays
 from papers.align_your_steps.config import AlignYourStepsConfig
 
@@ -86,28 +87,35 @@ def _model(x, t, c):
     return 0.4 * x + 1e-3 * t.float().reshape(-1, 1, 1, 1) + (0.0 if c is None else 0.05 * c.float().reshape(-1, 1, 1, 1))
 
 
+def euler_in_sigma(x, d, sigma, sigma_next):
+    """Euler on dx/dsigma = (x - D) / sigma in EDM form (Karras et al. 2022, Algorithm 1), written here."""
+    return x + (sigma_next - sigma) * (x - d) / sigma
+
+
 @pytest.mark.parametrize("t, t_prev", [(999, 899), (500, 312), (40, 3), (17, -1)])
-def test_ddim_step_is_euler_in_sigma_on_the_denoiser(t, t_prev):
-    """DDIM (common/sampling.py, eta = 0) divided by sqrt(ab') equals Euler in sigma on D = x - sigma eps,
-    where x = x_t / sqrt(ab) is the VE-form sample and D is the `Denoiser` at sigma_t."""
+def test_ddim_and_euler_steps_are_euler_in_sigma_on_the_denoiser(t, t_prev):
+    """DDIM (eta = 0) and the Euler rule of common/samplers.py, divided by sqrt(ab'), equal Euler in sigma on
+    D = x - sigma eps, where x = x_t / sqrt(ab) is the VE-form sample and D is the `Denoiser` at sigma_t."""
     g = torch.Generator().manual_seed(t)
     x_t = torch.randn(3, 1, 4, 4, generator=g, dtype=torch.float64)
     c = torch.tensor([0, 3, 7])
     tt = torch.full((3,), t)
     eps = _model(x_t, tt, c)
     x0 = SCHEDULE.predict_x0(x_t, eps, t)
-    ddim = ddim_step(SCHEDULE, x_t, eps, x0, t, t_prev, 0.0, None)
     ab, ab_prev = float(SCHEDULE.alpha_bar(t)), float(SCHEDULE.alpha_bar(t_prev))
     sigma, sigma_prev = TABLE[t], (TABLE[t_prev] if t_prev >= 0 else 0.0)
     x_ve = x_t / np.sqrt(ab)
     d = ays.Denoiser(_model, SCHEDULE.alphas_cumprod)(x_ve, torch.tensor(sigma), c)
     torch.testing.assert_close(d, x0, rtol=1e-9, atol=1e-9)  # D is the DDPM's x0 prediction
-    torch.testing.assert_close(ddim / np.sqrt(ab_prev), ays.euler_step(x_ve, d, sigma, sigma_prev), rtol=1e-9, atol=1e-9)
+    for rule in (DDIM(0.0), Euler()):
+        out = rule.step(SCHEDULE, x_t, eps, x0, t, t_prev, None)
+        torch.testing.assert_close(out / np.sqrt(ab_prev), euler_in_sigma(x_ve, d, sigma, sigma_prev),
+                                   rtol=1e-9, atol=1e-9)
 
 
-def test_schedule_hooks_drive_the_shared_sampler_like_an_euler_loop():
-    """A whole run of common.sampling.sample with ScheduleHooks = Euler in sigma on the Denoiser, and the
-    network only sees the schedule's timesteps."""
+def test_explicit_timesteps_drive_the_shared_sampler_like_an_euler_loop():
+    """A whole run of the shared sampler on a schedule's timesteps = Euler in sigma on the Denoiser, and the
+    network only sees the schedule's timesteps; `SamplingSpec.timesteps` is what evaluate.py passes."""
     sigmas = ays.edm(6, TABLE[0], TABLE[-1])
     ts = ays.schedule_timesteps(sigmas, TABLE)
     seen = []
@@ -118,16 +126,21 @@ def test_schedule_hooks_drive_the_shared_sampler_like_an_euler_loop():
 
     c = torch.tensor([1, 2])
     noise = lambda: torch.ones(2, 1, 2, 2, dtype=torch.float64) * torch.tensor([0.5, -1.0]).view(2, 1, 1, 1)  # noqa: E731
-    out = sample(model, SCHEDULE, noise, c, timesteps(6), "ddim", 0.0, False, ays.ScheduleHooks(ts))
+    out = sample(model, SCHEDULE, noise, c, ts, "ddim", 0.0, False)
     assert seen == ts
     den = ays.Denoiser(_model, SCHEDULE.alphas_cumprod)
     levels = [TABLE[t] for t in ts] + [0.0]
     x = noise() / np.sqrt(float(SCHEDULE.alpha_bar(ts[0])))
     for s, s_next in zip(levels[:-1], levels[1:]):
-        x = ays.euler_step(x, den(x, torch.tensor(s), c), s, s_next)
+        x = euler_in_sigma(x, den(x, torch.tensor(s), c), s, s_next)
     torch.testing.assert_close(out, x, rtol=1e-9, atol=1e-9)
-    with pytest.raises(ValueError, match="fewer steps"):
-        sample(model, SCHEDULE, noise, c, timesteps(4), "ddim", 0.0, False, ays.ScheduleHooks(ts))
+    # through SamplingSpec.timesteps: the network sees exactly those timesteps
+    seen.clear()
+    spec = SamplingSpec(2, len(ts), "ddim", guidance_scale=1.0, seed=0, clip_x0=False, timesteps=ts)
+    generate_all(lambda x, t, c: model(x.double(), t, c).float(), SCHEDULE, spec, (1, 2, 2), 3)
+    assert seen == ts
+    with pytest.raises(ValueError, match="timesteps"):
+        SamplingSpec(2, len(ts) + 1, "ddim", timesteps=ts)
 
 
 def test_fractional_timesteps_interpolate_log_sigma():

@@ -18,10 +18,10 @@ from common.claims import evaluate_claims, load_claims
 from common.config import UNetConfig, load_config
 from common.diffusion import NoiseSchedule, unet_fn
 from common.models import build_unet
-from common.sampling import SampleNoise, SamplingSpec, classifier_free_guidance, generate_all, sample, timesteps
+from common.sampling import SampleNoise, SamplingSpec, classifier_free_guidance, generate_all, generate_samples, sample
 from papers.cads.config import CADSConfig
 from papers.cads.evaluate import claim_rows
-from papers.cads.method import CADS, CADSHooks, condition_annealing, diffusion_time, dynamic_cfg, gamma_schedule
+from papers.cads.method import CADS, CADSHooks, GuidanceAnnealing, condition_annealing, diffusion_time, gamma_schedule
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEDULE = NoiseSchedule()
@@ -118,50 +118,58 @@ def tiny_unet(seed=0):
     return build_unet(cfg, resolution=8, channels=1).eval().requires_grad_(False)
 
 
+def _gens(n, seed=0):
+    return [torch.Generator().manual_seed(seed + j) for j in range(n)]
+
+
 def test_hook_noises_conditional_rows_only():
-    """CFG batch [conditional N; null N]: the null branch keeps its embedding, the conditional rows change."""
-    active = []
-    h = CADSHooks(CADS(), 32, 1000, NULL, active)
+    """The embedding hook sees the conditional branch's rows; a sample that asks for the null class keeps it."""
+    h = CADSHooks(CADS(), 1000, NULL)
     x = torch.randn(3, 1, 8, 8)
-    h.timestep(x, 0, 999)
-    h.condition(torch.tensor([1, 2, 3]), 0, 999)  # t = 1: gamma = 0
-    assert active == [h] and h.gammas == [0.0]
-    labels = torch.tensor([1, 2, NULL, NULL, NULL, NULL])  # sample 2 asks for the null class itself
-    y = torch.randn(6, 32)
-    out = h.embed(labels, y)
-    assert not torch.allclose(out[:2], y[:2]) and torch.equal(out[2:], y[2:])
+    assert h.start(x, None, 999, _gens(3)) is x
+    labels = torch.tensor([1, 2, NULL])
+    y = torch.randn(3, 32)
+    out = h.embedding(y, labels, 0, 999)  # t = 1: gamma = 0
+    assert h.gammas == [0.0]
+    assert not torch.allclose(out[:2], y[:2]) and torch.equal(out[2], y[2])
     assert torch.allclose(out[:2].std(1), y[:2].std(1), atol=1e-5)
-    with pytest.raises(RuntimeError, match="CADS"):
-        h.embed(labels[:4], y[:4])
+    with pytest.raises(ValueError, match="per-sample"):
+        h.start(x, None, 999, None)
 
 
-def test_noise_is_fresh_each_step_and_independent_of_the_schedule():
-    x = torch.randn(2, 1, 8, 8)
+def test_noise_is_fresh_each_step_per_sample_and_independent_of_the_schedule():
     draws = []
-    for cads in (CADS(0.6, 0.9, 0.25), CADS(0.1, 0.5, 2.0)):
-        h = CADSHooks(cads, 16, 1000, NULL, [])
-        h.timestep(x, 0, 999)
+    for cads in (CADS(0.6, 0.9, 0.25, psi=0.0), CADS(0.1, 0.5, 2.0, psi=0.0)):
+        h = CADSHooks(cads, 1000, NULL)
+        h.start(None, None, 999, _gens(2))
         steps = []
         for i, t in enumerate([999, 500, 0]):
-            h.condition(None, i, t)
-            steps.append(h.n)
-        draws.append(steps)
-        assert not torch.allclose(steps[0], steps[1])
-    assert all(torch.equal(a, b) for a, b in zip(*draws))
+            y = torch.zeros(2, 16)
+            g = cads.gamma(t / 999)
+            # psi = 0: y_final = s sqrt(1 - gamma) n, so n can be read back where gamma < 1
+            steps.append(h.embedding(y, torch.tensor([0, 1]), i, t) / (cads.s * (1 - g) ** 0.5) if g < 1 else None)
+        draws.append(steps[0])
+    assert torch.allclose(draws[0], draws[1], atol=1e-6)  # the same n whatever the schedule
+    one = CADSHooks(CADS(psi=0.0), 1000, NULL)
+    one.start(None, None, 999, _gens(2)[1:])  # sample 1 alone: its own stream
+    alone = one.embedding(torch.zeros(1, 16), torch.tensor([1]), 0, 999) / 0.25
+    torch.testing.assert_close(alone[0], draws[0][1])
 
 
-def test_hook_leaves_the_network_as_it_was():
+def test_cads_conditions_on_embeddings_and_leaves_the_network_as_it_was():
+    """The shared sampler conditions the network on y_final: the same network, the same label table afterwards."""
     unet = tiny_unet()
+    fn = unet_fn(unet)
     x, t, c = torch.randn(2, 1, 8, 8), torch.tensor([999, 999]), torch.tensor([3, 4])
     before = unet(x, t, class_labels=c).sample
+    torch.testing.assert_close(fn(x, t, fn.embed(c)), before[:, :1], atol=0, rtol=0)  # embeddings = labels
     with condition_annealing(unet, CADS(), NULL) as hooks:
         h = hooks()
-        h.timestep(x, 0, 999)
-        h.condition(c, 0, 999)
-        inside = unet(x, t, class_labels=c).sample
-    assert not torch.allclose(inside, before)
+        h.start(x, c, 999, _gens(2))
+        inside = fn(x, t, h.embedding(fn.embed(c), c, 0, 999))
+    assert not torch.allclose(inside, before[:, :1])
     assert torch.equal(unet(x, t, class_labels=c).sample, before)
-    assert not unet.class_embedding._forward_hooks
+    assert isinstance(unet.class_embedding, torch.nn.Embedding)
 
 
 def test_unconditional_unet_is_refused():
@@ -204,7 +212,7 @@ def test_samples_do_not_depend_on_batch_size(w):
     assert torch.equal(a, again)  # the same batch on the same machine: bit-identical
     # samples in [-1, 1]; 4 network calls per sample; guidance and x0 at t = 999 magnify each call's rounding
     tol = fp32_tolerance(scale=1.0, steps=spec.nfe * network_roundings(unet),
-                         amplification=guidance_gain(w) * sampler_gain(SCHEDULE, timesteps(spec.nfe)[0]))
+                         amplification=guidance_gain(w) * sampler_gain(SCHEDULE, spec.steps(1000)[0]))
     torch.testing.assert_close(a, b, atol=tol, rtol=0)
     # the check can fail: another seed (what a per-batch seed would give a sample) moves every sample by far more
     assert (other - a).abs().flatten(1).amax(1).min() > NEGATIVE_CONTROL * tol
@@ -218,16 +226,32 @@ def toy_model(x, t, c):
     return 0.1 * x + c.float().reshape(-1, 1, 1, 1)
 
 
-def test_dynamic_cfg_hand_computed():
-    """eps = eps_u + gamma(t) w (eps_c - eps_u): eps_c - eps_u = c - 10."""
+def test_guidance_annealing_hand_computed():
+    """eps = eps_u + gamma(t) w (eps_c - eps_u) through the shared guidance: eps_c - eps_u = c - 10."""
     x, c = torch.ones(2, 1, 2, 2), torch.tensor([3, 7])
-    fn = dynamic_cfg(toy_model, 4.0, NULL, CADS(0.6, 0.9).gamma, 1000)
+    hook = GuidanceAnnealing(CADS(0.6, 0.9).gamma, 1000)
+    fn = classifier_free_guidance(toy_model, lambda t: hook.guidance(4.0, t), NULL)
     for t_train, g in ((999, 0.0), (200, 1.0), (749, (0.9 - 749 / 999) / 0.3)):
         eps = fn(x, torch.full((2,), t_train), c)
         want = 0.1 + 10 + g * 4.0 * (c.float() - 10)
         assert torch.allclose(eps[:, 0, 0, 0], want, atol=1e-5)
     full = classifier_free_guidance(toy_model, 4.0, NULL)
     assert torch.allclose(fn(x, torch.full((2,), 100), c), full(x, torch.full((2,), 100), c))
+
+
+def test_guidance_annealing_runs_through_the_sampler_and_counts_two_calls_a_step():
+    """The dynamic-CFG arm is the shared sampler with the hook: the same samples as a hand-built annealed
+    guidance function at scale 1, and the sampler counts both branches (no hand count)."""
+    unet = tiny_unet()
+    spec = SamplingSpec(num_samples=5, nfe=4, method="ddpm", guidance_scale=4.0, seed=3)
+    gamma = CADS(0.1, 0.9).gamma
+    got = generate_samples(unet_fn(unet), SCHEDULE, spec, (1, 8, 8), 10, hooks_factory=lambda: GuidanceAnnealing(gamma))
+    by_hand = classifier_free_guidance(unet_fn(unet), lambda t: 4.0 * gamma(diffusion_time(t.double(), 1000)), NULL)
+    ref = generate_samples(by_hand, SCHEDULE, replace(spec, guidance_scale=1.0), (1, 8, 8), 10)
+    assert torch.equal(got.images, ref.images)
+    assert (got.model_calls, got.nfe) == (5 * 4 * 2, 4)
+    plain = generate_samples(unet_fn(unet), SCHEDULE, replace(spec, guidance_scale=1.0), (1, 8, 8), 10)
+    assert (plain.model_calls, plain.nfe) == (5 * 4, 4)
 
 
 # --------------------------------------------------------------------------- config, claims, budget

@@ -21,9 +21,10 @@ from common.claims import load_claims
 from common.config import ConfigError, load_config
 from common.diffusion import NoiseSchedule, unet_fn
 from common.models import build_unet, count_parameters
-from common.sampling import Hooks, sample, timesteps
+from common.sampling import Hooks, SamplingSpec, generate_all, sample, timesteps
 from papers.residual_correction.config import ResidualCorrectionConfig
 from papers.residual_correction.cost import flops_per_call, size_ratio
+from papers.residual_correction.evaluate import sample_both_arms
 from papers.residual_correction.method import (
     ResidualCorrection,
     correct,
@@ -210,6 +211,30 @@ def test_training_is_deterministic(tmp_path):
     gaps = gap_before_after(nets[0], train, [5, 10])
     assert gaps[5]["before"] == pytest.approx(float(((x0 - x_hat[:16]) ** 2).mean()))
     assert gaps[5]["after"] < gaps[5]["before"]  # a few steps already shrink the gap on the training pairs
+
+
+def test_evaluate_samples_through_the_correction_hook(monkeypatch):
+    """evaluate.py's arms come from one sampler run whose last step's x0 goes through ResidualCorrection.x0:
+    the test fails if the hook is not called (e.g. the correction applied after the sampler instead)."""
+    calls = []
+    hook_x0 = ResidualCorrection.x0
+
+    def spy(self, x0, x, i, t):
+        calls.append(i)
+        return hook_x0(self, x0, x, i, t)
+
+    monkeypatch.setattr(ResidualCorrection, "x0", spy)
+    cfg = load_config(ResidualCorrectionConfig, paper=PAPER, overrides=["profile=tiny"], root=REPO)
+    torch.manual_seed(1)
+    net = build_correction(cfg, 8, 1)
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)  # a correction that does something
+    fn, spec = unet_fn(_tiny_unet()), SamplingSpec(5, 3, "ddim", seed=0)
+    arms = sample_both_arms(fn, SCHEDULE, spec, (1, 8, 8), 10, net)
+    assert calls == [0, 1, 2]  # every step, and the last one corrects
+    assert torch.equal(arms["x_hat"], generate_all(fn, SCHEDULE, spec, (1, 8, 8), 10)[0])  # the baseline arm
+    assert torch.equal(arms["x_tilde"], apply_correction(net, arms["x_hat"], 3))  # R2 on the same samples
+    assert (arms["x_tilde"] - arms["x_hat"]).abs().max() > 1e-2
+    assert arms["model_calls"] == 5 * 3 and arms["t_correction"] > 0
 
 
 # --------------------------------------------------------------------------- size ratio

@@ -1,4 +1,4 @@
-"""SingDiffusion (Zhang et al., CVPR 2024): the first step, the guided mean, the trained net, the samplers."""
+"""SingDiffusion (Zhang et al., CVPR 2024): the first step, the guided mean, the trained net, the start hook."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +12,7 @@ from tolerances import NEGATIVE_CONTROL, fp32_tolerance, sampler_gain
 from common.claims import load_claims
 from common.config import TrainConfig, load_config
 from common.diffusion import NoiseSchedule
-from common.sampling import SampleNoise, SamplingSpec, sample, sample_seeds, timesteps
+from common.sampling import Hooks, SampleNoise, SamplingSpec, generate_all, sample_seeds
 from common.training import train
 from papers.sing_diffusion.config import SingDiffusionConfig
 from papers.sing_diffusion.method import (
@@ -24,7 +24,6 @@ from papers.sing_diffusion.method import (
     singularity_loss,
     start_gap_nats,
 )
-from papers.sing_diffusion.samplers import dpm_solver_2m, generate
 from papers.sing_diffusion.train import class_means
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,68 +128,70 @@ def test_training_is_deterministic(tmp_path):
         assert torch.equal(pa, pb), name
 
 
-# --------------------------------------------------------------------------- the base samplers
-@pytest.mark.parametrize("spacing", ["linspace", "leading"])
-@pytest.mark.parametrize("nfe", [5, 10, 20])
-def test_dpm_solver_2m_matches_diffusers(spacing, nfe):
-    """DPMSolverMultistepScheduler (order 2, dpmsolver++, midpoint, final sigma 0) on the same steps."""
-    from diffusers import DPMSolverMultistepScheduler
+# --------------------------------------------------------------------------- the start hook on the shared sampler
+class _IdentityStart(Hooks):
+    """A start hook that records what it gets and changes nothing."""
 
-    steps = timesteps(nfe, 1000, spacing)
-    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(nfe))
-    ref = DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
-                                      beta_end=0.02, solver_order=2, algorithm_type="dpmsolver++",
-                                      solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero")
-    ref.set_timesteps(timesteps=steps)
-    y = x.clone()
-    for t in ref.timesteps:
-        y = ref.step(_model(y, t.reshape(1).expand(3), None), t, y).prev_sample
-    ours = dpm_solver_2m(_model, SCHEDULE, x, None, steps, clip_x0=False)
-    torch.testing.assert_close(ours, y, atol=2e-5 * float(y.abs().max()), rtol=0)
+    def __init__(self, seen):
+        self.seen = seen
+
+    def start(self, x, c, t, gens):
+        self.seen.append((t, len(gens)))
+        return x
 
 
-def test_dpm_solver_first_order_steps_are_ddim():
-    """With two steps (999 -> 0 -> data) both updates are first order, i.e. DDIM."""
-    steps = timesteps(2)
-    x = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(1))
-    ddim = sample(_model, SCHEDULE, lambda: x, None, steps, "ddim", 0.0, clip_x0=True)
-    torch.testing.assert_close(dpm_solver_2m(_model, SCHEDULE, x, None, steps, clip_x0=True), ddim,
-                               atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("sampler", ["ddim", "dpm_solver_2m"])
-def test_generate_starts_from_x_t0_and_is_deterministic(sampler):
-    spec = SamplingSpec(7, 5, sampler, spacing="leading", seed=3)
+@pytest.mark.parametrize("sampler, eta", [("ddim", 0.0), ("ddim", 1.0), ("dpm_solver_2m", 0.0), ("ddpm", 0.0)])
+def test_start_hook_runs_the_shared_sampler_from_x_t0(sampler, eta):
+    """The method arm is the shared sampler from x_{t0}: a no-op start hook changes nothing, at eta > 0 and for
+    DDPM too (the hook consumes none of the sampler's noise draws), and the real start moves x_1 by the first step."""
+    spec = SamplingSpec(7, 5, sampler, eta, spacing="leading", seed=3)
     seen = []
-
-    def identity_start(x1, c, ab):
-        seen.append(float(ab))
-        return x1
-
-    base, labels = generate(_model, SCHEDULE, spec, (1, 4, 4), 3)
-    same, _ = generate(_model, SCHEDULE, spec, (1, 4, 4), 3, start=identity_start, batch_size=3)
-    # batch size and a no-op start change nothing. _model is elementwise, so there is no reduction to reassociate:
-    # at most sin's vectorised and scalar paths round differently, once per call. x0 at t0 = 800 and DPM-Solver-2M's
-    # extrapolation (weights 1 + 1/r, r >= 0.24 on this grid) magnify that
+    base, labels = generate_all(_model, SCHEDULE, spec, (1, 4, 4), 3)
+    same, _ = generate_all(_model, SCHEDULE, spec, (1, 4, 4), 3, hooks_factory=lambda: _IdentityStart(seen),
+                           batch_size=3)
+    # other batch sizes: _model is elementwise, so there is no reduction to reassociate: at most sin's vectorised
+    # and scalar paths round differently, once per call. x0 at t0 = 800 (and DPM-Solver-2M's extrapolation,
+    # weights 1 + 1/r with r >= 0.24 on this grid) magnify that
     tol = fp32_tolerance(scale=1.0, steps=spec.nfe, amplification=(1 + 1 / 0.24) * sampler_gain(SCHEDULE, 800))
     torch.testing.assert_close(base, same, atol=tol, rtol=0)
-    other, _ = generate(_model, SCHEDULE, replace(spec, seed=4), (1, 4, 4), 3)
+    other, _ = generate_all(_model, SCHEDULE, replace(spec, seed=4), (1, 4, 4), 3)
     assert (other - base).abs().flatten(1).amax(1).min() > NEGATIVE_CONTROL * tol  # another seed: far outside
-    assert seen == [pytest.approx(float(SCHEDULE.alpha_bar(800)))] * 3  # leading, 5 steps: t0 = 800
+    assert seen == [(800, 3), (800, 3), (800, 1)]  # leading, 5 steps: t0 = 800; per-sample generators
     assert labels.tolist() == [0, 1, 2, 0, 1, 2, 0]
 
     net = SingDiffusionNet(3, (1, 4, 4))
-    a, _ = generate(_model, SCHEDULE, spec, (1, 4, 4), 3, start=SingDiffusionStart(net))
-    b, _ = generate(_model, SCHEDULE, spec, (1, 4, 4), 3, start=SingDiffusionStart(net))
+    method = lambda: SingDiffusionStart(net, SCHEDULE)  # noqa: E731
+    a, _ = generate_all(_model, SCHEDULE, spec, (1, 4, 4), 3, hooks_factory=method)
+    b, _ = generate_all(_model, SCHEDULE, spec, (1, 4, 4), 3, hooks_factory=method)
     torch.testing.assert_close(a, b, atol=0, rtol=0)
-    assert not torch.allclose(a, base)
+    if sampler != "ddpm" and eta == 0:  # stochastic samplers largely forget the start (ab_800 = 0.02)
+        assert (a - base).abs().max() > NEGATIVE_CONTROL * tol
     # the method arm's start is the base arm's x_1 moved by the first step
     x1 = SampleNoise(sample_seeds(3, 7), (1, 4, 4))()
     expected = initial_singular_step(x1, predict_mean(net, labels, 7), SCHEDULE.alpha_bar(800))
-    x_start = []
-    generate(_model, SCHEDULE, spec, (1, 4, 4), 3,
-             start=lambda x, c, ab: x_start.append(SingDiffusionStart(net)(x, c, ab)) or x_start[-1])
-    torch.testing.assert_close(x_start[0], expected)
+    torch.testing.assert_close(SingDiffusionStart(net, SCHEDULE).start(x1, labels, 800, None), expected)
+
+
+def test_stochastic_method_arm_draws_the_baselines_step_noise():
+    """DDIM eta = 1 from x_{t0}: the same per-step noise as the baseline (the old loop handed the sampler x_{t0}
+    as its noise source, so every later draw repeated x_{t0}). Replaying the draws by hand checks it."""
+    spec = SamplingSpec(2, 3, "ddim", 1.0, spacing="leading", seed=5)
+    net = SingDiffusionNet(3, (1, 4, 4))
+    got, labels = generate_all(_model, SCHEDULE, spec, (1, 4, 4), 3,
+                               hooks_factory=lambda: SingDiffusionStart(net, SCHEDULE))
+    noise = SampleNoise(sample_seeds(5, 2), (1, 4, 4))
+    x = initial_singular_step(noise(), predict_mean(net, labels, 2), SCHEDULE.alpha_bar(666))
+    steps = [666, 333, 0, -1]
+    for t, t_next in zip(steps[:-1], steps[1:]):
+        ab, ab_next = SCHEDULE.alpha_bar(t), SCHEDULE.alpha_bar(t_next)
+        x0 = SCHEDULE.predict_x0(x, _model(x, torch.full((2,), t), None), t).clamp(-1, 1)
+        eps = SCHEDULE.predict_eps(x, x0, t)
+        sigma = ((1 - ab_next) / (1 - ab) * (1 - ab / ab_next)).sqrt()
+        x = (ab_next.sqrt() * x0 + (1 - ab_next - sigma**2).sqrt() * eps).float()
+        if t_next >= 0:
+            x = (x + sigma * noise()).float()
+    torch.testing.assert_close(got, x, atol=fp32_tolerance(steps=3 * 3, amplification=sampler_gain(SCHEDULE, 666)),
+                               rtol=0)
 
 
 # --------------------------------------------------------------------------- configuration and claims

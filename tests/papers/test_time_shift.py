@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from common.diffusion import NoiseSchedule
-from common.sampling import Hooks, SampleNoise, sample, timesteps
+from common.sampling import Hooks, SampleNoise, ddim_step, sample, timesteps
 from papers.time_shift.method import TimeShift, sample_variance, shifted_timestep
 
 SCHEDULE = NoiseSchedule()  # linear betas 1e-4..0.02, T = 1000
@@ -78,3 +78,27 @@ def test_window_of_one_is_the_plain_sampler(method):
     wide = sample(_model, SCHEDULE, SampleNoise([1, 2], (1, 8, 8)), None, steps, method, 0.0, True,
                   TimeShift(SCHEDULE, window=200, cutoff=0))
     assert not torch.allclose(base, wide, atol=1e-3)
+
+
+def test_a_window_wider_than_the_step_spacing_steps_without_nan():
+    """A window reaching past the step spacing can land a step on a noisier time than the current one
+    (t_s > t): DDIM's sigma then takes the square root of (1 - ab_t / ab_s) < 0. The official code simply
+    steps there (eta = 0: x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s) eps); the shared sampler must too, not return NaN."""
+    steps = timesteps(50)  # spacing ~20 < half the window
+    for method, eta in (("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)):
+        hook = TimeShift(SCHEDULE, window=400, cutoff=0)
+        out = sample(_model, SCHEDULE, SampleNoise([1, 2], (1, 8, 8)), None, steps, method, eta, True, hook)
+        assert torch.isfinite(out).all(), method
+        # the case did occur: some step landed noisier than the time the model was queried at
+        assert any(bool((t_s > steps[steps.index(t_next) - 1]).any()) for t_next, t_s in hook.chosen), method
+
+
+def test_ddim_step_to_a_noisier_time_is_the_deterministic_step():
+    """t' = 520 > t = 500: s^2 < 0 is taken as 0, i.e. x_t' = sqrt(ab') x0 + sqrt(1 - ab') eps, at any eta."""
+    g = torch.Generator().manual_seed(0)
+    x0, eps, z = (torch.randn(2, 1, 4, 4, generator=g) for _ in range(3))
+    x = SCHEDULE.q_sample(x0, 500, eps)
+    ab = SCHEDULE.alpha_bar(520)
+    for eta in (0.0, 1.0):
+        got = ddim_step(SCHEDULE, x, eps, x0, 500, 520, eta, z)
+        torch.testing.assert_close(got, (ab.sqrt() * x0 + (1 - ab).sqrt() * eps).float(), atol=1e-6, rtol=0)
