@@ -1,7 +1,9 @@
 """One data experiment = one CLIP trained on a subset of scenes, then scored: cached and resumable.
 
 The data papers train many small CLIPs that differ only in their training pairs (a filtered subset,
-a pool mix, a curated sample) or budget. `run_clip` gives each a folder under the paper's persistent
+a pool mix, a curated sample) or budget; a paper that changes the objective (CatLIP: the image tower
+alone with a loss over caption labels) passes its model builder, loss, targets and evaluation to the
+same `run_clip`. `run_clip` gives each a folder under the paper's persistent
 runs directory: checkpoints (resume after a kill), the score card after training, and score cards at
 intermediate budgets (`eval_samples`, e.g. after each epoch for QQT's repetition curves), written
 as they are computed so a resumed run does not lose them. A finished run with the same fingerprint
@@ -29,10 +31,11 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+import torch
 
 import common.clip
 import common.training
-from common.clip import build_clip, evaluate_clip, train_clip
+from common.clip import build_clip, clip_loss, evaluate_clip, train_clip
 from common.scenes import Scenes
 from common.tracking import dvc_stage_target, log_training
 from common.training import fingerprint, resume_step
@@ -47,14 +50,24 @@ def subset_digest(scenes: Scenes) -> str:
 
 def run_clip(name: str, train_set: Scenes, spec, t, *, seed: int, run_dir: Path, tok, probe: Scenes, test: Scenes,
              samples: Optional[int] = None, eval_samples: Sequence[int] = (), extra: Optional[dict] = None,
-             evaluate: Callable = evaluate_clip, tracking_cfg=None, experiment: Optional[str] = None) -> dict:
+             evaluate: Callable = evaluate_clip, build: Optional[Callable[[int], torch.nn.Module]] = None,
+             loss: Callable = clip_loss, targets: Optional[torch.Tensor] = None, code_files: Sequence[Path] = (),
+             keep_history: bool = False, tracking_cfg=None, experiment: Optional[str] = None) -> dict:
     """Train a CLIP (`spec`, `t` with seed and `samples` samples seen) on `train_set`; return its score card.
 
     The result dict holds the final metrics plus `train_seconds`, `samples_seen`, `n_train`,
     `resumed_from` and, if `eval_samples` is given, `curve`: [{samples_seen, **metrics}] at those budgets
     (multiples of the batch). `train_seconds` is the training wall time, summed over the segments of a
     run that was interrupted and resumed (`resumed_from`: the step it resumed from, None if it was not).
+    `keep_history`: also the training loop's loss/lr `history`.
     `tracking_cfg` (a RootConfig) and `experiment`: where a trained run is logged (module docstring).
+
+    What is trained, by default open_clip's CLIP with its contrastive loss, is an argument:
+    `build(seed)` returns the fresh model (default `common.clip.build_clip(spec, tok, seed)`);
+    `loss(model, images_u8, y, generator)` is its loss on a batch, where y holds the batch's caption
+    tokens or, when `targets` ([N, ...], one row per pair of `train_set`) is given, its rows of
+    `targets` (an image-only objective); `evaluate(model, tok, probe, test, context_length)` is the
+    score card. `code_files`: the source defining a non-default objective (part of the fingerprint).
     """
     from dataclasses import asdict, replace
 
@@ -63,7 +76,11 @@ def run_clip(name: str, train_set: Scenes, spec, t, *, seed: int, run_dir: Path,
     folder = Path(run_dir) / name
     conf = {"name": name, "model": asdict(spec), "train": asdict(t), "samples": samples,
             "eval_samples": list(eval_samples), "data": subset_digest(train_set), "extra": extra or {}}
-    fp = fingerprint(conf, [Path(common.clip.__file__), Path(common.training.__file__), Path(__file__)])
+    if targets is not None:
+        conf["targets"] = {"shape": list(targets.shape),
+                           "digest": hashlib.sha256(targets.numpy().tobytes()).hexdigest()[:16]}
+    fp = fingerprint(conf, [Path(common.clip.__file__), Path(common.training.__file__), Path(__file__),
+                            *map(Path, code_files)])
     done = folder / "result.json"
     if done.is_file():
         res = json.loads(done.read_text())
@@ -86,14 +103,16 @@ def run_clip(name: str, train_set: Scenes, spec, t, *, seed: int, run_dir: Path,
         curve["points"].append({"samples_seen": step * t.batch_size, **m})
         curve_file.write_text(json.dumps(curve))
 
-    model = build_clip(spec, tok, seed)
+    model = build_clip(spec, tok, seed) if build is None else build(seed)
     res = train_clip(model, tok, train_set, t, folder / "checkpoints", context_length=spec.context_length,
-                     desc=name, run_fingerprint=fp, samples=samples, ema_snapshots=sorted(steps_at),
-                     snapshot_fn=snapshot if steps_at else None)
+                     desc=name, run_fingerprint=fp, samples=samples, loss_fn=loss, targets=targets,
+                     ema_snapshots=sorted(steps_at), snapshot_fn=snapshot if steps_at else None)
     metrics = evaluate(res.model.eval(), tok, probe, test, spec.context_length)
     out = {"name": name, "seed": seed, "fingerprint": fp, "n_train": len(train_set),
            "samples_seen": res.steps * t.batch_size, "train_seconds": res.train_seconds,
            "resumed_from": res.resumed_from, **(extra or {}), **metrics}
+    if keep_history:
+        out["history"] = res.history
     if steps_at:
         out["curve"] = sorted(curve["points"], key=lambda p: p["samples_seen"])
     done.write_text(json.dumps(out, indent=2))

@@ -116,6 +116,16 @@ def bounded(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MI
                  metadata={BOUNDS_KEY: Bounds(ge=ge, gt=gt, le=le, lt=lt, nonempty=nonempty)})
 
 
+# A field whose value lives in params.yaml only (each value written once: tests/common/test_config.py); loading
+# fails with the key's name if no params file sets it. OmegaConf's "???".
+REQUIRED = "???"
+
+
+def required(*, ge=None, gt=None, le=None, lt=None, nonempty: bool = False):
+    """A field without a dataclass default, set by the paper's params.yaml: `size: int = required(ge=1)`."""
+    return bounded(REQUIRED, ge=ge, gt=gt, le=le, lt=lt, nonempty=nonempty)
+
+
 def unit(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, nonempty: bool = False):
     """A probability, share or fraction: every value in [0, 1]."""
     return bounded(default, factory=factory, ge=0, le=1, nonempty=nonempty)
@@ -209,7 +219,7 @@ class ClassifierConfig:
 
     channels: List[int] = bounded(factory=lambda: [32, 64], ge=1, nonempty=True)
     feature_dim: int = bounded(64, ge=1)
-    steps: int = bounded(600, ge=1)
+    steps: int = bounded(400, ge=1)
     batch_size: int = bounded(128, ge=1)
     lr: float = bounded(2e-3, gt=0)
     seed: int = bounded(0, ge=0)
@@ -219,7 +229,7 @@ class ClassifierConfig:
 class UNetConfig:
     """diffusers UNet2DModel, one entry per resolution level in the lists."""
 
-    block_out_channels: List[int] = bounded(factory=lambda: [32, 64, 64], ge=1, nonempty=True)
+    block_out_channels: List[int] = bounded(factory=lambda: [32, 64, 128], ge=1, nonempty=True)
     attention_levels: List[bool] = field(default_factory=lambda: [False, False, True])
     layers_per_block: int = bounded(1, ge=1)
     num_classes: int = bounded(10, ge=0)  # 0: unconditional; otherwise a null class is added for guidance
@@ -258,9 +268,40 @@ class TrainConfig:
     log_every: int = bounded(20, ge=1)
 
 
+# --------------------------------------------------------------------------- a run's configuration from its budget
+WARMUP_MAX_FRACTION = 0.1  # the warm-up takes at most this share of a run's steps (unless a caller says otherwise)
+
+
+def warmup_for(steps: int, warmup_steps: int, max_fraction: float = WARMUP_MAX_FRACTION) -> int:
+    """The one warm-up rule: the requested `warmup_steps`, at most floor(max_fraction * steps), so a short
+    run (a tiny profile, a small budget) is not all warm-up. max_fraction = 0.1 is steps // 10, 0.2 is steps // 5."""
+    return min(int(warmup_steps), int(steps * max_fraction))
+
+
+def budget_config(steps: int, *, warmup_steps: int = 0, max_warmup_fraction: float = WARMUP_MAX_FRACTION,
+                  checkpoint_every: Optional[int] = None, log_every: Optional[int] = None, cond_dropout: float = 0.0,
+                  **fields) -> TrainConfig:
+    """The `TrainConfig` of a run whose length is computed (from samples seen, epochs, a data size): `steps`
+    optimizer steps, the warm-up by `warmup_for`, checkpoints and log lines at most `steps` apart (a run
+    shorter than its checkpoint interval still saves its last step), no condition dropout (a run without
+    classifier-free guidance) unless given; `fields`: the other TrainConfig fields (lr, batch_size, ...)."""
+    base = TrainConfig()
+    return TrainConfig(steps=steps, warmup_steps=warmup_for(steps, warmup_steps, max_warmup_fraction),
+                       checkpoint_every=min(base.checkpoint_every if checkpoint_every is None else checkpoint_every,
+                                            steps),
+                       log_every=min(base.log_every if log_every is None else log_every, steps),
+                       cond_dropout=cond_dropout, **fields)
+
+
+def steps_for(samples: float, batch_size: int) -> int:
+    """Optimizer steps that see at least `samples` samples at `batch_size` per step (at least one)."""
+    return max(1, math.ceil(samples / batch_size))
+
+
+
 @dataclass
 class BaseEvalConfig:
-    num_samples: int = bounded(1000, ge=1)
+    num_samples: int = bounded(500, ge=1)
     nfe: int = bounded(50, ge=1)
     guidance_scale: float = bounded(1.0, ge=0)
     weak_fraction: float = bounded(0.1, gt=0, le=1)  # the "weak model" is the same run at this fraction of the steps
@@ -367,12 +408,12 @@ class ClipModelConfig:
 
 @dataclass
 class ClipTrainConfig:
-    samples: int = bounded(80000, ge=1)  # samples seen (steps = samples / batch_size)
+    samples: int = bounded(160000, ge=1)  # samples seen (steps = samples / batch_size)
     batch_size: int = bounded(256, ge=1)
     lr: float = bounded(2e-3, gt=0)
     warmup_steps: int = bounded(20, ge=0)
     lr_schedule: str = "cosine"
-    weight_decay: float = bounded(0.1, ge=0)
+    weight_decay: float = bounded(1e-4, ge=0)  # Scaling (Down) CLIP's value
     grad_clip: float = bounded(1.0, ge=0)
     checkpoint_every: int = bounded(100, ge=1)
     keep_checkpoints: int = bounded(1, ge=0)

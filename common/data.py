@@ -9,12 +9,13 @@ says which DVC stage makes the data when it is missing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import write_dir_atomic
 from .config import MissingInputError, load_from_disk, reading
 
 Array = np.ndarray
@@ -23,6 +24,26 @@ SOURCES: Dict[str, Callable[[Optional[str]], Tuple[Array, Array]]] = {}
 
 class MissingDataError(MissingInputError):
     """Prepared data is absent; the message names the stage that writes it (a UserError, a FileNotFoundError)."""
+
+
+def check_full_data(cfg, paper: str, keys: Sequence[str], needs: str) -> Dict[str, Optional[Path]]:
+    """The data a paper's full profile reads from user-supplied paths: each of `keys` (dotted keys of
+    papers/<paper>/params.yaml; None/null = the offline default, nothing to check) must name an existing path
+    (relative to the repository root), else `MissingDataError` in one line naming the key, the file, what
+    the path must hold (`needs`) and what to do. Returns {key: resolved path, or None for a null key}."""
+    from .config import resolve
+
+    out: Dict[str, Optional[Path]] = {}
+    for key in keys:
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        out[key] = None if value is None else resolve(cfg, str(value))  # an absolute value stays as it is
+        if out[key] is not None and not out[key].exists():
+            raise MissingDataError(f"papers/{paper}/params.yaml: `{key}: {value}` (profile {cfg.profile}) does not "
+                                   f"exist at {out[key]}; it must hold {needs}. Put the data there or point `{key}` "
+                                   f"at it, or run the offline replication with `profile: cpu`.")
+    return out
 
 
 def register(name: str):
@@ -126,18 +147,7 @@ def prepare(name: str, resolution: int, num_heldout: int, seed: int, out_dir: Pa
             for split, ids in (("train", tr), ("heldout", ho))
         }
     )
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    dd.save_to_disk(str(tmp))
-    if out_dir.exists():
-        import shutil
-
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    write_dir_atomic(out_dir, dd.save_to_disk)
     return dd
 
 
@@ -168,3 +178,53 @@ def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] -> uint8 [0, 255] (clamped, rounded)."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+# --------------------------------------------------------------------------- full profile: user-supplied folders
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".webp")
+
+
+def center_crop_resize(img, size: int) -> Array:
+    """A PIL image -> uint8 [3, size, size]: the central square, resized with antialiasing (ADM's ImageNet
+    preprocessing, guided-diffusion `center_crop_arr`, up to its BOX pre-shrink)."""
+    from PIL import Image
+
+    img = img.convert("RGB")
+    w, h = img.size
+    s = min(w, h)
+    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    return np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.uint8).transpose(2, 0, 1)
+
+
+def image_folder_env(source: Optional[str], var: str, what: str) -> Path:
+    """The local folder of a user-supplied dataset: `source` (params.yaml) or the environment variable `var`;
+    absent -> MissingDataError with the one thing to do."""
+    import os
+
+    path = source or os.environ.get(var)
+    if not path or not Path(path).is_dir():
+        raise MissingDataError(f"{what} not found at {path!r}: put it there, or set data.source in params.yaml "
+                               f"or the environment variable {var} (docs/full_profile.md)")
+    return Path(path)
+
+
+@register("imagenet")
+def _imagenet(source: Optional[str], size: int = 64) -> Tuple[Array, Array]:
+    """Class-conditional ImageNet in its usual folder layout: `<root>/[train/]<wnid>/<image>.JPEG`; class index =
+    position of the wnid in sorted order (torchvision's ImageFolder). Images are centre-cropped to `size`
+    (ADM's ImageNet 64x64; `prepare` then resizes to data.resolution)."""
+    from PIL import Image
+
+    root = image_folder_env(source, "IMAGENET_DIR", "the ImageNet train folder (<wnid>/<image>.JPEG)")
+    root = root / "train" if (root / "train").is_dir() else root
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    xs, ys = [], []
+    for k, wnid in enumerate(classes):
+        for f in sorted((root / wnid).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                with reading(f, hint="the ImageNet folder given by data.source / IMAGENET_DIR"), Image.open(f) as im:
+                    xs.append(center_crop_resize(im, size))
+                ys.append(k)
+    if not xs:
+        raise MissingDataError(f"{root}: no images in <wnid>/ subfolders (expected ImageNet's train layout)")
+    return np.stack(xs), np.asarray(ys, dtype=np.int64)

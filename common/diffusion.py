@@ -68,23 +68,29 @@ class NoiseSchedule:
 
 
 # --------------------------------------------------------------------------- training loss
+NoiseInput = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
 def denoising_loss(model_fn: ModelFn, schedule: NoiseSchedule, x0, cond, generator: torch.Generator,
-                   cond_dropout: float = 0.0, null_class: Optional[int] = None, input_perturbation: float = 0.0):
+                   cond_dropout: float = 0.0, null_class: Optional[int] = None,
+                   noise_input: Optional[NoiseInput] = None):
     """Simple epsilon-prediction loss, DDPM eq. (14): || eps - eps_theta(x_t, t, c) ||^2.
 
     `cond_dropout` replaces the class by `null_class` with that probability (classifier-free
-    guidance training). `input_perturbation` is DDPM-IP's gamma (0 = plain DDPM).
+    guidance training). `noise_input(eps, generator)`, if given, returns the noise the network input
+    x_t is built from in place of eps (the target stays eps); it is called right after eps is drawn
+    and may draw from `generator` (DDPM-IP's input perturbation, papers/ddpm_ip/method.py).
     All randomness comes from `generator` (a CPU generator: the same draws on every device), so a
     step is reproducible from (seed, step); the draws are moved to x0's device where they are used.
+    Draw order: t, eps, whatever `noise_input` draws, then the condition dropout.
     """
     n, dev = x0.shape[0], x0.device
     t = torch.randint(0, schedule.T, (n,), generator=generator)
     eps = torch.randn(x0.shape, generator=generator).to(dev)
-    xi = torch.randn(x0.shape, generator=generator).to(dev) if input_perturbation else None
+    noise_in = eps if noise_input is None else noise_input(eps, generator)
     if cond is not None and cond_dropout > 0:
         drop = (torch.rand(n, generator=generator) < cond_dropout).to(cond.device)
         cond = torch.where(drop, torch.full_like(cond, null_class), cond)
-    noise_in = eps if xi is None else eps + input_perturbation * xi
     x_t = schedule.q_sample(x0, t, noise_in)
     return torch.mean((eps - model_fn(x_t, t.to(dev), cond)) ** 2)
 
@@ -95,12 +101,27 @@ def unet_fn(unet) -> ModelFn:
 
     The network gets x, t and c on its own device, and eps comes back on x's device: the samplers
     of common/sampling.py run on the network's device (no copy), a caller holding CPU tensors gets
-    CPU tensors back.
+    CPU tensors back. c is class labels (LongTensor [N]) or, for a class-conditional UNet, condition
+    embeddings y [N, D] (float), the rows `fn.embed(labels)` of its class-embedding table: papers that
+    change the embedding itself (CADS) condition on y (`Hooks.embedding` in common/sampling.py).
     """
+    table = getattr(unet, "class_embedding", None)
 
     def fn(x, t, c):
         dev = module_device(unet)
-        out = unet(x.to(dev), to_device(t, dev), class_labels=to_device(c, dev)).sample
+        if c is not None and c.is_floating_point():  # embeddings: bypass the label table for this call
+            unet.class_embedding = torch.nn.Identity()
+            try:
+                out = unet(x.to(dev), to_device(t, dev), class_labels=c.to(dev)).sample
+            finally:
+                unet.class_embedding = table
+        else:
+            out = unet(x.to(dev), to_device(t, dev), class_labels=to_device(c, dev)).sample
         return out[:, : x.shape[1]].to(x.device)
 
+    def embed(c: torch.Tensor) -> torch.Tensor:
+        """Class labels [N] -> their embeddings [N, D] (on c's device)."""
+        return table(c.to(module_device(unet))).to(c.device)
+
+    fn.embed = embed if isinstance(table, torch.nn.Embedding) else None
     return fn

@@ -53,18 +53,13 @@ def load_classifier(weights_dir: Path) -> Classifier:
 
 
 def save_classifier(model: Classifier, weights_dir: Path, meta: dict):
-    import shutil
-
     from safetensors.torch import save_file
 
-    weights_dir = Path(weights_dir)
-    tmp = weights_dir.with_name("." + weights_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(model.state_dict(), str(tmp / "model.safetensors"))
-    (tmp / "config.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(weights_dir, ignore_errors=True)
-    tmp.rename(weights_dir)
+    from .atomic import atomic_dir
+
+    with atomic_dir(weights_dir) as tmp:
+        save_file(model.state_dict(), str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2))
 
 
 class ClassifierFeatureExtractor(FeatureExtractorBase):

@@ -25,6 +25,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .atomic import write_dir_atomic  # common/lm.py imports it from here too
+
 SPLITS = ("train", "dev", "test")
 NEWLINE = "\n"  # ends every line of the corpus, and every answer
 
@@ -164,18 +166,6 @@ def build_knowledge_base(relations: Sequence[str], split: Sequence[float], frequ
                 out[name].append({"id": f"{rel}:{s}", "relation": rel, "subject": s, "object": o,
                                   "question": RELATIONS[rel].question.format(s=s), "frequency": int(f)})
     return out
-
-
-def write_dir_atomic(out_dir: Path, write: Callable[[str], None]):
-    """`write(tmp_path)` into a temp folder beside `out_dir`, then rename: a half-written output never looks valid."""
-    import shutil
-
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name("." + out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(str(tmp))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
 
 
 def save_knowledge_base(kb: Dict[str, List[dict]], out_dir: Path):

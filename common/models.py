@@ -80,17 +80,13 @@ class Classifier(nn.Module):
 def save_diffusion_model(unet, schedule_config: dict, out_dir, meta: dict):
     """A diffusers UNet (save_pretrained) plus the noise schedule and training metadata, atomically."""
     import json
-    import shutil
-    from pathlib import Path
 
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name("." + out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    unet.save_pretrained(str(tmp))
-    (tmp / "schedule.json").write_text(json.dumps(schedule_config, indent=2))
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    from .atomic import atomic_dir
+
+    with atomic_dir(out_dir) as tmp:
+        unet.save_pretrained(str(tmp))
+        (tmp / "schedule.json").write_text(json.dumps(schedule_config, indent=2))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
 def load_diffusion_model(model_dir, stage: str = "train_base_model"):

@@ -21,12 +21,13 @@ Splits (`build_scenes`, all deterministic in `seed`):
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+
+from .atomic import write_dir_atomic
 
 CANVAS = 32
 QUADRANT = CANVAS // 2
@@ -189,12 +190,7 @@ def build_scenes(images: np.ndarray, labels: np.ndarray, cfg, out_dir: Optional[
         for name, (bank, n, noise, probs, counts) in specs.items()
     })
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        tmp = out_dir.with_name(out_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        dd.save_to_disk(str(tmp))
-        shutil.rmtree(out_dir, ignore_errors=True)
-        tmp.rename(out_dir)
+        write_dir_atomic(out_dir, dd.save_to_disk)
     return dd
 
 
@@ -246,3 +242,91 @@ def load_scenes(data_dir: Path, split: str) -> Scenes:
     return Scenes(torch.from_numpy(np.ascontiguousarray(x)), cols["caption"], cols["true_caption"],
                   np.asarray(cols["noise"]), np.asarray(cols["severity"]), np.asarray(cols["count"]),
                   cols["digits"], cols["colours"])
+
+
+# --------------------------------------------------------------------------- full profile: web image-text shards
+SCORE_FIELDS = ("score", "clip_l14_similarity_score")  # a pair's quality score in its .json, first found wins
+
+
+def _shard_pairs(path, limit: Optional[int] = None):
+    """(shard, open tar, key, {".ext": member}) of each pair with an image and a caption in the webdataset shards
+    `<path>/*.tar`, in shard and key order (at most `limit`). No shards there: a one-line MissingDataError."""
+    import tarfile
+
+    from common.config import reading
+    from common.data import IMAGE_SUFFIXES, MissingDataError
+
+    path = Path(path)
+    shards = sorted(path.glob("*.tar")) if path.is_dir() else []
+    if not shards:
+        raise MissingDataError(f"no webdataset shards (*.tar) at {path}: download them there (DataComp's "
+                               f"download_upstream.py or img2dataset) or point the paper's params.yaml at them "
+                               f"(docs/full_profile.md)")
+    n = 0
+    for shard in shards:
+        with reading(shard, hint="image-text shards set in the paper's params.yaml"), tarfile.open(shard) as tar:
+            members: Dict[str, Dict[str, tarfile.TarInfo]] = {}
+            for m in tar.getmembers():
+                if m.isfile():
+                    key, _, ext = m.name.rpartition(".")
+                    members.setdefault(key, {})["." + ext.lower()] = m
+            for key in sorted(members):
+                files = members[key]
+                if ".txt" not in files or not any(s in files for s in IMAGE_SUFFIXES):
+                    continue
+                yield shard, tar, key, files
+                n += 1
+                if limit and n >= limit:
+                    return
+
+
+def load_image_text_shards(path, resolution: int = 224, limit: Optional[int] = None) -> Scenes:
+    """Image-text pairs from webdataset shards (`<path>/*.tar`: `<key>.jpg|png|webp` + `<key>.txt` [+ `<key>.json`]),
+    the format of DataComp (`download_upstream.py` output), CC3M / CC12M (img2dataset) and LAION. Images are
+    centre-cropped and resized to `resolution`. Web pairs carry no ground truth: noise "unknown", severity -1.
+    A missing folder or one without shards is a MissingDataError naming the params key to set."""
+    import torch
+    from PIL import Image
+
+    from common.data import IMAGE_SUFFIXES, center_crop_resize
+
+    images, captions = [], []
+    for _, tar, _, files in _shard_pairs(path, limit):
+        img = next(files[s] for s in IMAGE_SUFFIXES if s in files)
+        with Image.open(tar.extractfile(img)) as im:
+            images.append(center_crop_resize(im, resolution))
+        captions.append(tar.extractfile(files[".txt"]).read().decode("utf-8").strip())
+    n = len(captions)
+    return Scenes(torch.from_numpy(np.stack(images)), captions, list(captions), np.array(["unknown"] * n),
+                  np.full(n, -1), np.zeros(n, dtype=np.int64), [[] for _ in range(n)], [[] for _ in range(n)])
+
+
+def load_shard_scores(path, limit: Optional[int] = None) -> np.ndarray:
+    """Each pair's quality score from its `<key>.json` (the first of SCORE_FIELDS present: a score the user wrote,
+    e.g. T-MARS's, else DataComp's `clip_l14_similarity_score`), in load_image_text_shards' order. A pair
+    without one is a one-line MissingDataError."""
+    import json
+
+    from common.data import MissingDataError
+
+    scores = []
+    for shard, tar, key, files in _shard_pairs(path, limit):
+        meta = json.loads(tar.extractfile(files[".json"]).read()) if ".json" in files else {}
+        field = next((f for f in SCORE_FIELDS if meta.get(f) is not None), None)
+        if field is None:
+            raise MissingDataError(f"{shard}: pair {key} has no {' / '.join(SCORE_FIELDS)} in {key}.json; write each "
+                                   f"pair's filter score there (docs/full_profile.md)")
+        scores.append(float(meta[field]))
+    return np.asarray(scores, dtype=np.float64)
+
+
+def load_full_pool(cfg, paper: str, key: str, needs: str, scored: bool = False):
+    """The web image-text pairs a paper's full profile reads from the shards at params key `key`, at the pipelines'
+    CANVAS resolution, with their .json scores when `scored`: (Scenes, scores or None). None when the key is null
+    (the cpu / tiny profiles: the offline scenes); a missing path is check_full_data's one-line error."""
+    from common.data import check_full_data
+
+    path = check_full_data(cfg, paper, (key,), needs)[key]
+    if path is None:
+        return None
+    return load_image_text_shards(path, CANVAS), (load_shard_scores(path) if scored else None)

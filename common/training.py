@@ -44,6 +44,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import torch
 
+from .atomic import atomic_dir, atomic_file, write_dir_atomic
 from .config import TrainConfig
 from .devices import default_device, module_device
 
@@ -60,6 +61,7 @@ class CorruptCheckpointError(RuntimeError):
     pass
 
 
+# --------------------------------------------------------------------------- the loop
 def step_generator(seed: int, *keys: int) -> torch.Generator:
     """A torch Generator seeded from (seed, *keys): the randomness of one micro-step on one rank."""
     s = np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1, dtype=np.uint64)[0]
@@ -227,18 +229,14 @@ def train(
 
     def save(step: int):
         acc.wait_for_everyone()
-        tmp = ckpt_dir / f".tmp-{CKPT_PREFIX}{step:07d}"
-        final = ckpt_dir / f"{CKPT_PREFIX}{step:07d}"
+        with atomic_dir(ckpt_dir / f"{CKPT_PREFIX}{step:07d}", is_main=acc.is_main_process,
+                        sync=acc.wait_for_everyone) as tmp:
+            acc.save_state(str(tmp))
+            if acc.is_main_process:
+                (tmp / "train_state.json").write_text(
+                    json.dumps({"step": step, "history": history, "fingerprint": run_fingerprint,
+                                "train_seconds": elapsed()}))
         if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        if acc.is_main_process:
-            (tmp / "train_state.json").write_text(
-                json.dumps({"step": step, "history": history, "fingerprint": run_fingerprint,
-                            "train_seconds": elapsed()}))
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
             for old in list_checkpoints(ckpt_dir)[: -cfg.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
@@ -300,10 +298,9 @@ def train(
     seconds, segment = prior_seconds + (now - t_start), now - t_start
     if acc.is_main_process:  # after the final checkpoint: from now on this folder holds a finished run
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt_dir / f".tmp-{COMPLETE}"
-        tmp.write_text(json.dumps({"steps": cfg.steps, "fingerprint": run_fingerprint, "train_seconds": seconds,
-                                   "resumed_from_step": resumed or 0}, indent=1))
-        tmp.replace(ckpt_dir / COMPLETE)
+        with atomic_file(ckpt_dir / COMPLETE) as tmp:
+            tmp.write_text(json.dumps({"steps": cfg.steps, "fingerprint": run_fingerprint, "train_seconds": seconds,
+                                       "resumed_from_step": resumed or 0}, indent=1))
     acc.wait_for_everyone()
     return TrainResult(model=ema_model(final=True), history=history, resumed_from=resumed, steps=cfg.steps,
                        is_main_process=acc.is_main_process, train_seconds=seconds,
@@ -312,9 +309,4 @@ def train(
 
 def save_model_atomic(model, out_dir: Path):
     """`save_pretrained` into a temp dir, then rename: a half-written model never looks valid."""
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name("." + out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    write_dir_atomic(out_dir, model.save_pretrained)

@@ -8,7 +8,6 @@ sanity check: zero-shot greedy accuracy on every fact, per pretraining frequency
 """
 
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 import common.knowledge
 import common.lm
 import common.training
-from common.config import RootConfig, TrainConfig, load_config, resolve, to_dict
+from common.config import RootConfig, budget_config, load_config, resolve, steps_for, to_dict
 from common.knowledge import all_texts, load_corpus, load_knowledge_base, qa_line
 from common.lm import LMSpec, build_model, build_tokenizer, encode, lm_loss, pack, save_lm, score_answers, stop_ids
 from common.seeding import seed_everything
@@ -45,11 +44,11 @@ def main(argv=None):
     windows = pack(docs, tok, t.seq_len)
     if t.seq_len > m.n_positions:
         raise ValueError(f"knowledge_lm.train.seq_len={t.seq_len} exceeds knowledge_lm.model.n_positions={m.n_positions}")
-    steps = max(1, math.ceil(t.epochs * len(windows) / t.batch_size))
-    tcfg = TrainConfig(steps=steps, batch_size=t.batch_size, lr=t.lr, warmup_steps=min(t.warmup_steps, steps // 10),
-                       lr_schedule=t.lr_schedule, weight_decay=t.weight_decay, grad_clip=t.grad_clip,
-                       cond_dropout=0.0, checkpoint_every=min(t.checkpoint_every, steps),
-                       keep_checkpoints=t.keep_checkpoints, seed=t.seed, log_every=min(t.log_every, steps))
+    steps = steps_for(t.epochs * len(windows), t.batch_size)
+    tcfg = budget_config(steps, warmup_steps=t.warmup_steps,
+                         batch_size=t.batch_size, lr=t.lr, lr_schedule=t.lr_schedule, weight_decay=t.weight_decay,
+                         grad_clip=t.grad_clip, checkpoint_every=t.checkpoint_every,
+                         keep_checkpoints=t.keep_checkpoints, seed=t.seed, log_every=t.log_every)
     model = build_model(LMSpec(m.n_layer, m.n_embd, m.n_head, m.n_positions, m.dropout), tok, t.seed)
     d = to_dict(cfg)
     run_id = fingerprint({"knowledge": d["knowledge"], "knowledge_lm": d["knowledge_lm"]},

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import common.models
 import common.training
-from common.config import RootConfig, TrainConfig, load_config, resolve, to_dict
+from common.config import RootConfig, budget_config, load_config, resolve, to_dict
 from common.data import load_split, to_model_range
 from common.evaluation import backbone_name, save_classifier
 from common.models import Classifier, count_parameters
@@ -38,9 +38,9 @@ def main(argv=None):
     x, y = load_split(data_dir, "train")
     xh, yh = load_split(data_dir, "heldout")
     model = Classifier(x.shape[1], c.channels, c.feature_dim, int(y.max()) + 1)
-    tcfg = TrainConfig(steps=c.steps, batch_size=c.batch_size, lr=c.lr, warmup_steps=min(50, c.steps // 10),
-                       lr_schedule="cosine", seed=c.seed, checkpoint_every=max(c.steps, 1), keep_checkpoints=1,
-                       cond_dropout=0.0, grad_clip=1.0, log_every=max(1, c.steps // 20))
+    tcfg = budget_config(c.steps, warmup_steps=50, batch_size=c.batch_size, lr=c.lr, lr_schedule="cosine",
+                         seed=c.seed, checkpoint_every=c.steps, keep_checkpoints=1, grad_clip=1.0,
+                         log_every=max(1, c.steps // 20))
 
     def loss_fn(m, xb, yb, gen):
         return F.cross_entropy(m(random_shift(to_model_range(xb), gen)), yb)

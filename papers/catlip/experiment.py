@@ -16,15 +16,12 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
-import common.clip
-import common.training
 from common.clip import (
     build_clip,
     build_image_tower,
@@ -34,24 +31,24 @@ from common.clip import (
     flops_per_sample,
     probe_accuracy,
     tokenize,
-    train_config,
 )
 from common.clip_runs import run_clip
 from common.config import load_config, resolve
-from common.data import MissingDataError
-from common.scenes import Scenes, load_scenes
-from common.training import fingerprint, list_checkpoints, resume_step, train
+from common.scenes import Scenes, load_full_pool, load_scenes
 from papers.catlip.config import CatlipConfig
 from papers.catlip.method import build_vocabulary, caption_to_synsets, catlip_loss, make_lexicon, multi_hot
 
 PAPER = "catlip"
 HERE = Path(__file__).parent
-CODE = [HERE / "method.py", Path(__file__), Path(common.clip.__file__), Path(common.training.__file__)]
+CODE = [HERE / "method.py", Path(__file__)]  # the CatLIP arm's objective (run_clip adds the shared code)
 
 
 def code_digest() -> str:
+    import common.clip
+    import common.training
+
     h = hashlib.sha256()
-    for f in CODE:
+    for f in [*CODE, Path(common.clip.__file__), Path(common.training.__file__)]:
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
@@ -101,57 +98,14 @@ def clip_probe_only(model, tok, probe, test, context_length):
 def run_catlip(name: str, train_set: Scenes, targets: torch.Tensor, spec, t, *, seed: int, run_dir: Path,
                probe: Scenes, test: Scenes, samples: Optional[int] = None, eval_samples: Sequence[int] = (),
                extra: Optional[dict] = None) -> dict:
-    """Train the image tower with BCE on `targets` (like common.clip_runs.run_clip: cached by fingerprint,
-    resumable, intermediate probes at `eval_samples`); return the score card with the loss history."""
-    t = replace(t, seed=seed)
-    samples = samples or t.samples
-    folder = Path(run_dir) / name
-    digest = hashlib.sha256(targets.numpy().tobytes())
-    digest.update("\n".join(train_set.captions).encode())
-    digest.update(train_set.images.numpy().tobytes())
-    conf = {"name": name, "model": asdict(spec), "train": asdict(t), "samples": samples, "classes": targets.shape[1],
-            "eval_samples": list(eval_samples), "data": digest.hexdigest()[:16], "extra": extra or {}}
-    fp = fingerprint(conf, CODE)
-    done = folder / "result.json"
-    if done.is_file():
-        res = json.loads(done.read_text())
-        if res.get("fingerprint") == fp:
-            return res
-    folder.mkdir(parents=True, exist_ok=True)
-    curve_file = folder / "curve.json"
-    curve = json.loads(curve_file.read_text()) if curve_file.is_file() else {}
-    if curve.get("fingerprint") != fp:
-        curve = {"fingerprint": fp, "points": []}
-    # keep only the probes of steps the training will not pass again (as common.clip_runs.run_clip): none
-    # when it starts from scratch (a finished run is retrained), those up to its last checkpoint when it resumes
-    kept = resume_step(folder / "checkpoints", fp) * t.batch_size
-    curve["points"] = [p for p in curve["points"] if p["samples_seen"] <= kept]
-    steps_at = {max(1, int(round(s / t.batch_size))): s for s in eval_samples}
-
-    def snapshot(step, model):
-        m = probe_metrics(model.eval(), probe, test)
-        model.train()
-        curve["points"].append({"samples_seen": step * t.batch_size, **m})
-        curve_file.write_text(json.dumps(curve))
-
-    tower = build_image_tower(spec, output_dim=targets.shape[1], seed=seed)
-    res = train(tower, catlip_loss, (train_set.images, targets), train_config(t, samples), folder / "checkpoints",
-                desc=name, use_ema=False, run_fingerprint=fp, ema_snapshots=sorted(steps_at),
-                snapshot_fn=snapshot if steps_at else None)
-    out = {"name": name, "seed": seed, "fingerprint": fp, "n_train": len(train_set),
-           "samples_seen": res.steps * t.batch_size, "train_seconds": res.train_seconds,
-           "resumed_from": res.resumed_from, "resumed_from_step": res.resumed_from_step,
-           **(extra or {}), **probe_metrics(res.model.eval(), probe, test), "history": res.history}
-    if steps_at:
-        out["curve"] = sorted(curve["points"], key=lambda p: p["samples_seen"])
-    done.write_text(json.dumps(out, indent=2))
-    return out
-
-
-def clip_history(run_dir: Path, name: str) -> list:
-    """The loss history of a finished run_clip run (kept in its last checkpoint)."""
-    ckpts = list_checkpoints(Path(run_dir) / name / "checkpoints")
-    return json.loads((ckpts[-1] / "train_state.json").read_text())["history"] if ckpts else []
+    """The image tower alone trained with BCE on the caption labels `targets` (method.catlip_loss), through the
+    shared cached run (common.clip_runs.run_clip: same loop, data order and schedule as the CLIP arm); returns
+    its probe card with the loss history."""
+    return run_clip(name, train_set, spec, t, seed=seed, run_dir=run_dir, tok=None, probe=probe, test=test,
+                    samples=samples, eval_samples=eval_samples, extra=extra, targets=targets, loss=catlip_loss,
+                    build=lambda s: build_image_tower(spec, output_dim=targets.shape[1], seed=s),
+                    evaluate=lambda tower, tok, probe_, test_, cl: probe_metrics(tower, probe_, test_),
+                    code_files=CODE, keep_history=True)
 
 
 # --------------------------------------------------------------------------- cost
@@ -219,20 +173,24 @@ def label_data(cfg, captions: Sequence[str]):
     return sets, vocab, counts
 
 
+def load_inputs(cfg):
+    """(train set, probe_train, test). cpu / tiny: the root `scenes` split study.train_split; full: the CC3M /
+    DataComp shards at study.dataset (common.scenes.load_full_pool). The evaluation splits are the shared
+    scenes' on every profile."""
+    data_dir = resolve(cfg, cfg.paths.data, "scenes")
+    web = load_full_pool(cfg, PAPER, "study.dataset", needs="the paper's image-text webdataset shards (CC3M or "
+                         "DataComp-1.3B, `<key>.jpg` + `<key>.txt`)")
+    probe, test = load_scenes(data_dir, "probe_train"), load_scenes(data_dir, "test")
+    return (load_scenes(data_dir, cfg.study.train_split) if web is None else web[0]), probe, test
+
+
 def main(argv=None):
     cfg = load_config(CatlipConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
     st = cfg.study
-    if st.dataset:
-        raise MissingDataError(
-            f"study.dataset={st.dataset!r} (papers/catlip/params.yaml, profile {cfg.profile}): the paper's "
-            "image-text data (DataComp-1.3B / CC3M shards with captions) is not available on this machine and "
-            "no loader for it is implemented here; run the cpu profile (study.dataset: null = data/scenes).")
     if len(st.seeds) < 2:
         raise ValueError(f"study.seeds={st.seeds} (papers/catlip/params.yaml): need >= 2 seeds for verdicts")
     t_start = time.time()
-    data_dir = resolve(cfg, cfg.paths.data, "scenes")
-    train_set = load_scenes(data_dir, st.train_split)
-    probe, test = load_scenes(data_dir, "probe_train"), load_scenes(data_dir, "test")
+    train_set, probe, test = load_inputs(cfg)
     sets, vocab, counts = label_data(cfg, train_set.captions)
     targets = multi_hot(sets, vocab)
     tok = build_tokenizer()
@@ -247,8 +205,8 @@ def main(argv=None):
         c = cost(cfg, tok, train_set, targets, seed)
         cost_by_seed[seed] = c
         clip = run_clip(f"clip_s{seed}", train_set, cfg.model, cfg.train, seed=seed, run_dir=run_dir, tok=tok,
-                        probe=probe, test=test, evaluate=clip_card, extra={"arm": "baseline", "code": digest})
-        clip["history"] = clip_history(run_dir, f"clip_s{seed}")
+                        probe=probe, test=test, evaluate=clip_card, extra={"arm": "baseline", "code": digest},
+                        keep_history=True)
         cat = run_catlip(f"catlip_s{seed}", train_set, targets, cfg.model, cfg.train, seed=seed, run_dir=run_dir,
                          probe=probe, test=test, extra={"arm": "method", "code": digest})
         for arm, r in (("baseline", clip), ("method", cat)):
@@ -270,8 +228,7 @@ def main(argv=None):
             kw = dict(seed=seed, run_dir=run_dir, probe=probe, test=test, samples=epochs[-1] * n,
                       eval_samples=[e * n for e in epochs[:-1]])
             clip = run_clip(f"epochs_clip_s{seed}", small, cfg.model, cfg.train, tok=tok, evaluate=clip_probe_only,
-                            extra={"arm": "baseline", "code": digest}, **kw)
-            clip["history"] = clip_history(run_dir, f"epochs_clip_s{seed}")
+                            extra={"arm": "baseline", "code": digest}, keep_history=True, **kw)
             cat = run_catlip(f"epochs_catlip_s{seed}", small, small_targets, cfg.model, cfg.train,
                              extra={"arm": "method", "code": digest}, **kw)
             for arm, r in (("baseline", clip), ("method", cat)):

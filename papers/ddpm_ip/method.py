@@ -10,17 +10,34 @@ extra Gaussian noise and keeps the regression target unchanged (Sec. 4, Algorith
 
 gamma = 0.1 in general, 0.15 for CIFAR-10 (official README). Sampling is unchanged.
 The official code (guided_diffusion/gaussian_diffusion.py, training_losses) draws eps first, then
-xi, and passes eps + gamma*xi to q_sample; common.diffusion.denoising_loss does the same in the
-same order (its `input_perturbation` argument is gamma), so the whole method is the one argument
-below. Equivalent view (author, issue #27): x_t = sqrt(ab) x0 + sqrt(1-ab) sqrt(1+gamma^2) eps~,
+xi, and passes eps + gamma*xi to q_sample. `input_perturbation(gamma)` below is that network-input
+noise; papers/ddpm_ip/train.py hands it to the shared trainer (common.diffusion_training), whose
+loss (common.diffusion.denoising_loss, DDPM eq. 14) calls it right after drawing eps, so the draws
+come in the official order and the baseline arm (gamma = 0) is the shared base model's recipe.
+Equivalent view (author, issue #27): x_t = sqrt(ab) x0 + sqrt(1-ab) sqrt(1+gamma^2) eps~,
 a larger noise level whose target is correlated with, but not equal to, the input noise.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
-from common.diffusion import NoiseSchedule, denoising_loss
+from common.diffusion import NoiseInput, NoiseSchedule, denoising_loss
+
+
+def input_perturbation(gamma: float) -> Optional[NoiseInput]:
+    """Algorithm 1's network-input noise: eps -> eps + gamma * xi, xi ~ N(0, I) drawn from the step's
+    generator after eps. gamma = 0 is plain DDPM: None (no xi is drawn, the random stream is the base model's)."""
+    if not gamma:
+        return None
+
+    def perturbed_noise(eps: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        xi = torch.randn(eps.shape, generator=generator).to(eps.device)
+        return eps + gamma * xi
+
+    return perturbed_noise
 
 
 def perturbed_x_t(schedule: NoiseSchedule, x0, t, eps, xi, gamma: float):
@@ -32,7 +49,7 @@ def input_perturbation_loss(model_fn, schedule: NoiseSchedule, x0, cond, generat
                             gamma: float, cond_dropout: float = 0.0, null_class=None):
     """|| eps - eps_theta(perturbed_x_t, t, c) ||^2 with t, eps, xi drawn from `generator` in that order."""
     return denoising_loss(model_fn, schedule, x0, cond, generator, cond_dropout, null_class,
-                          input_perturbation=gamma)
+                          noise_input=input_perturbation(gamma))
 
 
 def ip_optimal_eps(x_t, alpha_bar, data_var: float, gamma: float):

@@ -15,6 +15,7 @@ from common.config import load_config, resolve, to_dict
 from common.data import load_split, to_model_range
 from common.diffusion_training import train_diffusion_model
 from common.tracking import log_run
+from papers.ddpm_ip import method
 from papers.ddpm_ip.config import DdpmIpConfig
 
 PAPER = "ddpm_ip"
@@ -40,9 +41,12 @@ def main(argv=None):
         for arm, gamma in arms(cfg):
             model_cfg = replace(cfg.model, train=replace(cfg.model.train, seed=seed))
             name = run_name(arm, seed)
+            ip = {"input_perturbation": gamma} if gamma else None  # the run identity (gamma = 0: the plain recipe)
             run = train_diffusion_model(model_cfg, cfg.data, x, y, resolve(cfg, cfg.paths.runs, PAPER, name),
-                                        resolve(cfg, cfg.paths.models, PAPER, name), input_perturbation=gamma,
-                                        desc=f"{PAPER} {name}", code_files=[Path(__file__)])
+                                        resolve(cfg, cfg.paths.models, PAPER, name),
+                                        noise_input=method.input_perturbation(gamma), desc=f"{PAPER} {name}",
+                                        code_files=[Path(__file__), Path(method.__file__)],
+                                        extra_identity=ip, extra_meta=ip)
             h = run.result.history
             runs.append({"arm": arm, "gamma": gamma, "train_seed": seed, "seconds": run.seconds,
                          "steps": run.result.steps, "resumed_from": run.result.resumed_from or 0,

@@ -15,7 +15,6 @@ Writes reports/dfn/results.json (rows carry `seed`); every CLIP run is cached an
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,8 +22,8 @@ import torch
 from common.clip import build_tokenizer, evaluate_clip
 from common.clip_runs import run_clip
 from common.config import UnreadableInputError, load_config, reading, require, resolve
-from common.data import MissingDataError
-from common.scenes import Scenes, load_scenes
+from common.data import check_full_data
+from common.scenes import CANVAS, Scenes, load_image_text_shards, load_scenes
 from common.seeding import seed_everything
 from papers.dfn import method
 from papers.dfn.config import DfnConfig
@@ -33,22 +32,23 @@ PAPER = "dfn"
 CURVE = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5]  # kept fractions of the precision curves in the report
 
 
-def check_sources(cfg):
-    """The full profile's data (DataComp CommonPool, the DFN's HQITP pairs) is not available here: fail clearly."""
-    for key in ("pool", "filter_data"):
-        path = getattr(cfg, key)
-        if path is None:
-            continue
-        p = resolve(cfg, path) if not str(path).startswith("/") else Path(path)
-        if not p.exists():
-            raise MissingDataError(
-                f"papers/dfn/params.yaml: `{key}: {path}` (profile {cfg.profile}) does not exist at {p}. The full "
-                f"profile needs DataComp CommonPool shards (pool) and the DFN's high-quality filter-training "
-                f"pairs (HQITP-350M is Apple-internal; CC12M + CC3M + SS15M is the paper's public stand-in). "
-                f"Use `profile: cpu` for the captioned-scenes replication.")
-        raise NotImplementedError(
-            f"papers/dfn: `{key}: {path}` exists, but reading web-scale shards (webdataset + DataComp parquet "
-            f"metadata) is not implemented in this repository; only the captioned-scenes pool is.")
+def check_sources(cfg) -> dict:
+    """The full profile's shard folders {filter_data, pool} (None on cpu / tiny); a missing one is a one-line error."""
+    return check_full_data(cfg, PAPER, ("filter_data", "pool"),
+                           needs="webdataset shards: `filter_data` the DFN's high-quality filter-training pairs "
+                                 "(HQITP-350M is Apple-internal; CC12M + CC3M + SS15M is the paper's public stand-in), "
+                                 "`pool` DataComp CommonPool")
+
+
+def load_inputs(cfg):
+    """(hq, pool, probe_train, test). cpu / tiny: the root `scenes` hq and pool splits; full: the shards at
+    `filter_data` (the filter's training pairs) and `pool` (common.scenes.load_image_text_shards), each key on its
+    own. The evaluation splits are the shared scenes' on every profile."""
+    src = check_sources(cfg)
+    data_dir = resolve(cfg, cfg.paths.data, "scenes")
+    hq, pool = (load_scenes(data_dir, split) if src[key] is None else load_image_text_shards(src[key], CANVAS)
+                for key, split in (("filter_data", "hq"), ("pool", "pool")))
+    return hq, pool, load_scenes(data_dir, "probe_train"), load_scenes(data_dir, "test")
 
 
 def concat(a: Scenes, b: Scenes) -> Scenes:
@@ -64,12 +64,9 @@ def name_of(share: float) -> str:
 
 def main(argv=None):
     cfg = load_config(DfnConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
-    check_sources(cfg)
     t0 = time.time()
     seed_everything(cfg.seed)
-    data_dir = resolve(cfg, cfg.paths.data, "scenes")
-    hq, pool = load_scenes(data_dir, "hq"), load_scenes(data_dir, "pool")
-    probe, test = load_scenes(data_dir, "probe_train"), load_scenes(data_dir, "test")
+    hq, pool, probe, test = load_inputs(cfg)
     tok = build_tokenizer()
     run_dir = resolve(cfg, cfg.paths.runs, PAPER)
     out = resolve(cfg, cfg.paths.reports, PAPER)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import common.training
-from common.config import TrainConfig, load_config, resolve, to_dict
+from common.config import budget_config, load_config, resolve, to_dict
 from common.lm import score_answers, stop_ids
 from common.seeding import seed_everything
 from common.stats import mean_ci
@@ -113,9 +113,9 @@ def finetune_run(cfg, tok, train_rows, dev_rows, test_rows, seed, run_dir: Path,
     curve = [epoch_record(0, evaluate(model), train_rows, test_rows)]
     spe = math.ceil(len(train_rows) / st.batch_size)  # optimizer steps per epoch (one pass over D)
     steps = spe * st.epochs
-    tcfg = TrainConfig(steps=steps, batch_size=st.batch_size, lr=st.lr, warmup_steps=0, lr_schedule=st.lr_schedule,
-                       weight_decay=st.weight_decay, grad_clip=st.grad_clip, cond_dropout=0.0, checkpoint_every=steps,
-                       keep_checkpoints=1, seed=seed, log_every=spe)
+    tcfg = budget_config(steps, warmup_steps=0, batch_size=st.batch_size, lr=st.lr, lr_schedule=st.lr_schedule,
+                         weight_decay=st.weight_decay, grad_clip=st.grad_clip, checkpoint_every=steps,
+                         keep_checkpoints=1, seed=seed, log_every=spe)
 
     def after_epoch(step, m):
         curve.append(epoch_record(step // spe, evaluate(m), train_rows, test_rows))

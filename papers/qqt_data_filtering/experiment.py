@@ -22,11 +22,12 @@ import time
 
 import numpy as np
 
+from common.atomic import atomic_file
 from common.clip import build_tokenizer, encode_images, retrieval, zero_shot
 from common.clip_runs import run_clip
 from common.config import load_config, resolve, to_dict
-from common.data import MissingDataError
-from common.scenes import NOISE_KINDS, Scenes, load_scenes
+from common.scenes import NOISE_KINDS, Scenes, load_full_pool, load_scenes
+from common.teacher import teacher_scores
 from papers.qqt_data_filtering import method
 from papers.qqt_data_filtering.config import QQTConfig
 
@@ -48,22 +49,17 @@ def light_evaluate(with_retrieval: bool):
 
 
 def load_inputs(cfg):
-    """(pool, probe_train, test, teacher scores) from the root stages, or a clear error for the full profile."""
-    if cfg.pool:
-        raise MissingDataError(
-            f"papers/{PAPER}/params.yaml: pool={cfg.pool!r}: the full profile needs DataComp medium (128M "
-            f"image-text pairs) with per-pair T-MARS scores and a ViT-B/32 CLIP training setup; neither the "
-            f"pool nor a loader for it is available in this repository (only the captioned-scenes toy pool)")
+    """(pool, probe_train, test, pool scores). cpu / tiny: the root `scenes` pool and the teacher's scores; full:
+    the DataComp shards at `pool` with each pair's score from its .json (common.scenes.load_full_pool). The
+    evaluation splits are the shared scenes' on every profile."""
     data_dir = resolve(cfg, cfg.paths.data, "scenes")
-    pool, probe, test = (load_scenes(data_dir, s) for s in ("pool", "probe_train", "test"))
-    path = resolve(cfg, cfg.paths.models, "scene_clip", "pool_scores.npy")
-    if not path.is_file():
-        raise MissingDataError(f"teacher scores not found at {path}; they are written by the root stage "
-                               f"`train_scene_clip` (run `dvc repro dvc.yaml:train_scene_clip`)")
-    scores = np.load(path)
-    if len(scores) != len(pool):
-        raise ValueError(f"{path}: {len(scores)} scores for a pool of {len(pool)} pairs; rerun train_scene_clip")
-    return pool, probe, test, scores
+    web = load_full_pool(cfg, PAPER, "pool", needs="DataComp medium webdataset shards whose .json carry each pair's "
+                         "T-MARS score as `score` (else DataComp's clip_l14_similarity_score ranks)", scored=True)
+    probe, test = load_scenes(data_dir, "probe_train"), load_scenes(data_dir, "test")
+    if web is not None:
+        return web[0], probe, test, web[1]
+    pool = load_scenes(data_dir, "pool")
+    return pool, probe, test, teacher_scores(cfg, len(pool))
 
 
 def bucket_table(pool: Scenes, scores: np.ndarray, buckets) -> list:
@@ -181,9 +177,8 @@ def main(argv=None):
            "config": {k: to_dict(cfg)[k] for k in ("model", "train", "buckets", "study", "law")}}
     out = resolve(cfg, cfg.paths.reports, PAPER)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(res, indent=1))
-    tmp.rename(out / "results.json")
+    with atomic_file(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(res, indent=1))
     print(f"wrote {out / 'results.json'} ({res['experiment_seconds']:.0f} s)")
 
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import List
 
-from common.config import ConfigError, RootConfig, TrainConfig, UNetConfig, bounded, seed_list
+from common.config import ConfigError, RootConfig, TrainConfig, UNetConfig, bounded, budget_config, seed_list
 
 
 @dataclass
@@ -34,8 +34,8 @@ def _correction_unet() -> UNetConfig:
 
 
 def _correction_train() -> TrainConfig:
-    return TrainConfig(steps=600, batch_size=64, lr=2e-3, warmup_steps=50, ema_decay=0.99, cond_dropout=0.0,
-                       checkpoint_every=200, keep_checkpoints=1, log_every=20)
+    return budget_config(600, warmup_steps=50, batch_size=64, lr=2e-3, ema_decay=0.99, checkpoint_every=200,
+                         keep_checkpoints=1, log_every=20)
 
 
 @dataclass

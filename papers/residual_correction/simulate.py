@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from common.atomic import atomic_file
 from common.config import load_config, resolve
 from common.data import balanced_subset, load_split, to_model_range
 from common.diffusion import unet_fn
@@ -66,9 +67,8 @@ def main(argv=None):
     for split, n in (("train", s.num_pairs), ("heldout", s.num_val)):
         x, y = load_split(data_dir, split)
         pairs[split] = simulate_split(fn, schedule, x, y, num_classes, cfg, n)
-    tmp = out / "pairs.pt.tmp"
-    torch.save(pairs, tmp)
-    tmp.rename(out / "pairs.pt")
+    with atomic_file(out / "pairs.pt") as tmp:
+        torch.save(pairs, tmp)
 
     per_image = (s.inversion_steps + sum(s.nfe)) * (2 if cfg.sampler.guidance_scale != 1.0 and num_classes else 1)
     metrics = {"gap_mse": {split: gap_by_nfe(pairs[split], s.nfe) for split in ("train", "heldout")},

@@ -12,11 +12,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from common.atomic import atomic_file
 from common.clip import build_clip, build_tokenizer, clip_loss, flops_per_sample, tokenize
 from common.clip_runs import run_clip
 from common.config import load_config, resolve, to_dict
-from common.data import MissingDataError
-from common.scenes import NOISE_KINDS, Scenes, load_scenes
+from common.scenes import NOISE_KINDS, Scenes, load_full_pool, load_scenes
+from common.teacher import teacher_meta, teacher_scores
 from common.tracking import log_run
 from papers.scaling_down_clip.config import ScalingDownClipConfig
 from papers.scaling_down_clip.method import epochs, flops_matched, nested_subsets, top_x_subset, training_compute
@@ -65,24 +66,20 @@ def composition(s: Scenes) -> dict:
 
 
 def load_inputs(cfg):
-    if cfg.pool_source:
-        raise MissingDataError(
-            f"pool_source={cfg.pool_source!r} (papers/{PAPER}/params.yaml, profile {cfg.profile}): the paper's "
-            "data is English WebLI (3.4B pairs) scored by a pretrained CLIP; it is not public and common/data.py "
-            "has no WebLI loader. Provide a `datasets` export with image, caption and score columns and a loader "
-            "there; this stage does not fall back to the toy scenes.")
+    """(pool, hq, probe_train, test, pool scores, teacher meta). cpu / tiny: the root `scenes` pool and hq splits
+    and the teacher's scores; full: the WebLI-like shards at `pool_source`, each pair scored in its .json
+    (common.scenes.load_full_pool), hq = its top quality.compare_pct % by that score, no teacher card. The
+    evaluation splits are the shared scenes' on every profile."""
     data = resolve(cfg, cfg.paths.data, "scenes")
-    pool, hq = load_scenes(data, "pool"), load_scenes(data, "hq")
+    web = load_full_pool(cfg, PAPER, "pool_source", needs="English WebLI-like webdataset shards whose .json carry "
+                         "a pretrained CLIP's image-text score as `score` (or DataComp's clip_l14_similarity_score)",
+                         scored=True)
     probe, test = load_scenes(data, "probe_train"), load_scenes(data, "test")
-    path = resolve(cfg, cfg.paths.models, "scene_clip", "pool_scores.npy")
-    if not path.is_file():
-        raise MissingDataError(f"teacher scores not found at {path}; they are written by the root stage "
-                               "`train_scene_clip` (run `dvc repro dvc.yaml:train_scene_clip`)")
-    scores = np.load(path)
-    if scores.shape != (len(pool),):
-        raise ValueError(f"{path}: {scores.shape[0]} scores for a pool of {len(pool)} pairs; rerun train_scene_clip")
-    meta = json.loads(resolve(cfg, cfg.paths.models, "scene_clip", "meta.json").read_text())
-    return pool, hq, probe, test, scores, meta
+    if web is not None:
+        pool, scores = web
+        return pool, pool.subset(top_x_subset(scores, cfg.quality.compare_pct)), probe, test, scores, {"metrics": {}}
+    pool, hq = load_scenes(data, "pool"), load_scenes(data, "hq")
+    return pool, hq, probe, test, teacher_scores(cfg, len(pool)), teacher_meta(cfg)
 
 
 def row(stage: str, run: dict, **keys) -> dict:
@@ -163,9 +160,8 @@ def main(argv=None):
               "teacher": {k: v for k, v in teacher["metrics"].items() if k.startswith(("auc", "zero_shot_mean",
                                                                                      "retrieval_i2t_r1"))},
               "experiment_seconds": seconds, "train_seconds": sum(r["train_seconds"] for r in runs)}
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out / "results.json")
+    with atomic_file(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
     d = to_dict(cfg)
     log_run(cfg, PAPER, "experiment", {k: d[k] for k in ("model", "train", "quality", "architecture")},
             {"experiment_seconds": seconds, "samples_seen": t.samples, "runs": len(runs),

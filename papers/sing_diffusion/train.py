@@ -9,7 +9,6 @@ resume). Writes runs/sing_diffusion/net and reports/sing_diffusion/train.json, w
 
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 
 import common.data
 import common.training
+from common.atomic import atomic_dir
 from common.config import load_config, reading, require, resolve, to_dict
 from common.data import load_split, to_model_range
 from common.seeding import seed_everything
@@ -32,14 +32,9 @@ def save_net(net: SingDiffusionNet, out_dir: Path, meta: dict):
     """Weights (safetensors) + constructor arguments, written to a temp dir then renamed."""
     from safetensors.torch import save_file
 
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name("." + out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / "model.safetensors"))
-    (tmp / "config.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(meta, indent=2))
 
 
 def load_net(net_dir: Path) -> SingDiffusionNet:

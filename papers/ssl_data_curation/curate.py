@@ -14,13 +14,13 @@ Writes reports/ssl_data_curation/curation.json (rows carry `seed`) and subsets.n
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from common.config import load_config, resolve
-from common.data import MissingDataError
-from common.scenes import COLOURS, load_scenes
+from common.config import UnreadableInputError, load_config, reading, resolve
+from common.data import check_full_data
+from common.scenes import COLOURS, load_full_pool, load_scenes
+from common.teacher import teacher_embeddings
 from papers.ssl_data_curation import method
 from papers.ssl_data_curation.config import SslDataCurationConfig
 
@@ -28,30 +28,26 @@ PAPER = "ssl_data_curation"
 ARMS = {"random": "baseline", "hierarchical": "method", "flat": "baseline"}  # claims: stage balance / ablation
 
 
-def check_sources(cfg):
-    """The full profile's data (a web image pool with DINOv2 features) is not available here: fail clearly."""
-    for key in ("features", "pool"):
-        path = getattr(cfg, key)
-        if path is None:
-            continue
-        p = resolve(cfg, path) if not str(path).startswith("/") else Path(path)
-        if not p.exists():
-            raise MissingDataError(
-                f"papers/{PAPER}/params.yaml: `{key}: {path}` (profile {cfg.profile}) does not exist at {p}. The full "
-                f"profile needs the paper's web image pool (LVD-2B-like, 743M images after copy detection) and its "
-                f"DINOv2 ViT-L/14 embeddings as an [N, 1024] .npy; neither is available offline. Use `profile: cpu` "
-                f"for the captioned-scenes replication.")
-        raise NotImplementedError(
-            f"papers/{PAPER}: `{key}: {path}` exists, but training DINOv2 on a web pool is not implemented in this "
-            f"repository; only the captioned-scenes pool is.")
+def load_pool(cfg):
+    """cpu / tiny: the shared captioned scenes' pool split; full: the web image pool's shards at `pool`."""
+    web = load_full_pool(cfg, PAPER, "pool", needs="the paper's web image pool as webdataset shards (LVD-2B-like, "
+                         "743M images after copy detection), one pair per row of the DINOv2 features at `features`")
+    return load_scenes(resolve(cfg, cfg.paths.data, "scenes"), "pool") if web is None else web[0]
 
 
-def load_features(cfg) -> np.ndarray:
-    path = resolve(cfg, cfg.paths.models, "scene_clip", "pool_image_embeddings.npy")
-    if not path.is_file():
-        raise MissingDataError(f"{path} not found: it is written by the root stage `train_scene_clip` "
-                               f"(run `dvc repro dvc.yaml:train_scene_clip`)")
-    return np.load(path).astype(np.float64)
+def load_features(cfg, pool_size: int) -> np.ndarray:
+    """The pool's image embeddings: cpu / tiny the shared teacher's; full the DINOv2 ViT-L/14 features at
+    `features` ([pool_size, D] .npy, rows in the pool's shard order)."""
+    path = check_full_data(cfg, PAPER, ("features",), needs="the pool's DINOv2 ViT-L/14 embeddings, an [N, 1024] "
+                           ".npy in the order of the `pool` shards")["features"]
+    if path is None:
+        return teacher_embeddings(cfg, pool_size).astype(np.float64)
+    with reading(path, hint=f"papers/{PAPER}/params.yaml: features"):
+        X = np.load(path)
+    if X.ndim != 2 or len(X) != pool_size:
+        raise UnreadableInputError(f"{path} has shape {X.shape}, not [{pool_size}, D] for the {pool_size} pairs of "
+                                   f"`pool` (papers/{PAPER}/params.yaml): embed the same shards, in their order")
+    return X.astype(np.float64)
 
 
 def balance(concepts, n_concepts: int, tail=None) -> dict:
@@ -88,14 +84,10 @@ def validate(cfg, n: int):
 
 def main(argv=None):
     cfg = load_config(SslDataCurationConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
-    check_sources(cfg)
     t_start = time.time()
     c = cfg.curation
-    pool = load_scenes(resolve(cfg, cfg.paths.data, "scenes"), "pool")
-    X = load_features(cfg)
-    if len(X) != len(pool):
-        raise ValueError(f"pool_image_embeddings.npy has {len(X)} rows for {len(pool)} pool scenes; rerun the root "
-                         f"stage `train_scene_clip`")
+    pool = load_pool(cfg)
+    X = load_features(cfg, len(pool))
     validate(cfg, len(X))
     colour_idx = {name: k for k, name in enumerate(COLOURS)}
     colour_digit = [[colour_idx[col] * 10 + d for d, col in zip(ds, cs)] for ds, cs in zip(pool.digits, pool.colours)]
@@ -137,7 +129,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "subsets.npz", **subsets)
     res = {"rows": rows, "pool": pool_balance, "hierarchy": hierarchy, "pool_size": len(X),
-           "features": "models/scene_clip/pool_image_embeddings.npy", "feature_dim": int(X.shape[1]),
+           "features": cfg.features or "models/scene_clip/pool_image_embeddings.npy", "feature_dim": int(X.shape[1]),
            "tail_digits": tail, "seconds": time.time() - t_start}
     (out / "curation.json").write_text(json.dumps(res, indent=1))
     print(f"wrote {out / 'curation.json'} ({res['seconds']:.0f} s)")

@@ -46,13 +46,12 @@ class _Interrupt(Exception):
     pass
 
 
-def test_interrupted_run_resumes_and_finished_run_retrains(scenes, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_and_finished_run_retrains(scenes, tmp_path):
     """Stopped at step 7 (checkpoint 4, score card of step 6 already written): the rerun resumes at 4 and
     ends with the uninterrupted run's numbers, one score card per budget. Without result.json, a finished
     run is trained again from scratch (not 'resumed' at its last step in no time)."""
     import mlflow
 
-    from common import clip_runs
     from common.config import RootConfig
     from common.training import COMPLETE
 
@@ -63,21 +62,16 @@ def test_interrupted_run_resumes_and_finished_run_retrains(scenes, tmp_path, mon
     kw = dict(spec=spec, t=t, seed=0, tok=tok, probe=probe, test=test, eval_samples=[32, 96])
     ref = run_clip("a", train, run_dir=tmp_path / "ref", **kw)
 
-    def stopped(*a, **k):
-        calls = [0]
+    calls = [0]
 
-        def loss(*x):
-            calls[0] += 1
-            if calls[0] > 7:
-                raise _Interrupt
-            return clip.clip_loss(*x)
+    def stopped(*x):  # the same loss (not part of the run's identity), stopped when step 8 begins
+        calls[0] += 1
+        if calls[0] > 7:
+            raise _Interrupt
+        return clip.clip_loss(*x)
 
-        return clip.train_clip(*a, loss_fn=loss, **k)
-
-    monkeypatch.setattr(clip_runs, "train_clip", stopped)
     with pytest.raises(_Interrupt):
-        run_clip("a", train, run_dir=tmp_path / "run", **kw)
-    monkeypatch.undo()
+        run_clip("a", train, run_dir=tmp_path / "run", loss=stopped, **kw)
     cfg = RootConfig()
     cfg.tracking.uri = f"sqlite:///{tmp_path}/mlflow.db"
     res = run_clip("a", train, run_dir=tmp_path / "run", tracking_cfg=cfg, experiment="clips", **kw)

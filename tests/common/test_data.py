@@ -50,7 +50,7 @@ def test_prepare_digits_roundtrip(tmp_path):
     out = tmp_path / "prepared"
     prepare("digits", resolution=8, num_heldout=200, seed=0, out_dir=out)
     assert (out / "dataset_dict.json").is_file()
-    assert not (tmp_path / "prepared.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no temporary left beside it
     x_tr, y_tr = load_split(out, "train")
     x_ho, y_ho = load_split(out, "heldout")
     assert x_tr.shape == (1797 - 200, 1, 8, 8) and x_ho.shape == (200, 1, 8, 8)
@@ -108,3 +108,33 @@ def test_full_profile_source_loads_through_datasets_from_a_path(tmp_path):
     prepare("cifar10", 16, 10, 0, tmp_path / "prepared", source=str(src))
     x, y = load_split(tmp_path / "prepared", "train")
     assert x.shape == (30, 3, 16, 16) and x.dtype.is_floating_point is False and len(y) == 30
+
+
+# --------------------------------------------------------------------------- the full profile's data check
+def _full_cfg(tmp_path, monkeypatch, **values):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    return SimpleNamespace(profile="full", study=SimpleNamespace(dataset=values.get("dataset")),
+                           pool=values.get("pool"))
+
+
+def test_check_full_data_names_the_key_the_file_and_what_to_do(tmp_path, monkeypatch):
+    from common.data import MissingDataError, check_full_data
+
+    cfg = _full_cfg(tmp_path, monkeypatch, dataset="data/cc3m")
+    assert check_full_data(_full_cfg(tmp_path, monkeypatch), "p", ("study.dataset", "pool"), "x") == {
+        "study.dataset": None, "pool": None}  # null: the offline data
+    with pytest.raises(MissingDataError) as e:
+        check_full_data(cfg, "catlip", ("pool", "study.dataset"), needs="CC3M shards")
+    msg = str(e.value)
+    assert "\n" not in msg and "papers/catlip/params.yaml" in msg and "`study.dataset: data/cc3m`" in msg
+    assert str(tmp_path / "data/cc3m") in msg and "CC3M shards" in msg and "profile: cpu" in msg
+
+
+def test_check_full_data_returns_the_paths_it_found(tmp_path, monkeypatch):
+    from common.data import check_full_data
+
+    (tmp_path / "pool").mkdir()
+    cfg = _full_cfg(tmp_path, monkeypatch, pool=str(tmp_path / "pool"))  # an absolute path
+    assert check_full_data(cfg, "dfn", ("pool",), needs="shards") == {"pool": tmp_path / "pool"}

@@ -53,7 +53,10 @@ def test_loss_runs_on_the_data_device(fake_cuda, schedule, gamma):
     gen = step_generator(0, 3, 0, 0)
     with mode:
         x0, y = torch.zeros(4, 1, 8, 8, device="cuda"), torch.arange(4, device="cuda")
-        loss = denoising_loss(unet_fn(unet), schedule, x0, y, gen, 0.5, 10, input_perturbation=gamma)
+        def perturb(eps, g):  # DDPM-IP's kind of hook: a CPU draw moved to the data's device
+            return eps + gamma * torch.randn(eps.shape, generator=g).to(eps.device)
+
+        loss = denoising_loss(unet_fn(unet), schedule, x0, y, gen, 0.5, 10, noise_input=perturb if gamma else None)
     assert loss.device == CUDA and gen.device.type == "cpu"
 
 

@@ -246,12 +246,15 @@ def test_denoising_loss(schedule):
         seen.update(x=x.clone(), t=t.clone(), c=None if c is None else c.clone())
         return 0.5 * x
 
-    loss = denoising_loss(rec, schedule, x0, cond, torch.Generator().manual_seed(1), input_perturbation=0.1)
-    again = denoising_loss(rec, schedule, x0, cond, torch.Generator().manual_seed(1), input_perturbation=0.1)
-    other = denoising_loss(rec, schedule, x0, cond, torch.Generator().manual_seed(2), input_perturbation=0.1)
+    def perturb(eps, g):  # a noise_input hook that draws (DDPM-IP's kind)
+        return eps + 0.1 * torch.randn(eps.shape, generator=g)
+
+    loss = denoising_loss(rec, schedule, x0, cond, torch.Generator().manual_seed(1), noise_input=perturb)
+    again = denoising_loss(rec, schedule, x0, cond, torch.Generator().manual_seed(1), noise_input=perturb)
+    other = denoising_loss(rec, schedule, x0, cond, torch.Generator().manual_seed(2), noise_input=perturb)
     assert float(loss) == float(again) and float(loss) != float(other)
 
-    # replay the generator: t, eps, xi in that order; DDPM-IP perturbs the input, not the target
+    # replay the generator: t, eps, then the hook's draw; the hook changes the input, not the target
     g = torch.Generator().manual_seed(2)
     t = torch.randint(0, 1000, (4,), generator=g)
     eps = torch.randn(x0.shape, generator=g)
@@ -267,6 +270,25 @@ def test_denoising_loss(schedule):
     assert seen["c"].tolist() == [3, 3, 3, 3]
     denoising_loss(rec, schedule, x0, cond, torch.Generator().manual_seed(0), cond_dropout=0.0, null_class=3)
     assert seen["c"].tolist() == cond.tolist()
+
+
+def test_denoising_loss_values_are_unchanged(schedule):
+    """Golden values of the loss before the input perturbation moved out into a hook (the values of
+    `denoising_loss(..., input_perturbation=gamma)`, the former signature): the plain loss and the one
+    with a drawing hook keep their random stream (t, eps, the hook's xi, then the condition dropout)."""
+    x0 = torch.linspace(-1, 1, 2 * 3 * 4 * 4).reshape(2, 3, 4, 4)
+    cond = torch.tensor([3, 7])
+
+    def model(x, t, c):
+        return 0.5 * x + t.float().reshape(-1, 1, 1, 1) / 1000 + c.float().reshape(-1, 1, 1, 1) / 10
+
+    def perturb(eps, g):
+        return eps + 0.1 * torch.randn(eps.shape, generator=g).to(eps.device)
+
+    plain = denoising_loss(model, schedule, x0, cond, torch.Generator().manual_seed(5), 0.5, 10)
+    ip = denoising_loss(model, schedule, x0, cond, torch.Generator().manual_seed(5), 0.5, 10, noise_input=perturb)
+    assert float(plain) == float.fromhex("0x1.90c0f00000000p+0")  # 1.565443992614746
+    assert float(ip) == float.fromhex("0x1.65c48a0000000p+1")  # 2.795060396194458
 
 
 def test_classifier_free_guidance():

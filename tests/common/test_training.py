@@ -6,12 +6,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from tinyrepo import make_tiny_repo, run_stage
 
-from common.config import TrainConfig
+from common.config import TrainConfig, budget_config, steps_for, warmup_for
 from common.training import (
     COMPLETE,
     CorruptCheckpointError,
@@ -220,3 +221,47 @@ def test_two_process_cpu_run(tiny_root):
     assert sched["last_epoch"] == 20  # LR scheduler stepped once per optimizer step, not once per process
     assert (tiny_root / "models_2p/base_model/diffusion_pytorch_model.safetensors").is_file()
     assert sorted(p.name for p in ck.glob("random_states_*.pkl")) == ["random_states_0.pkl", "random_states_1.pkl"]
+
+
+# ---------------------------------------------------------------- one warm-up rule, one budget config
+def test_warmup_rule_reproduces_the_former_per_site_rules():
+    """warmup_for(steps, w, f) = min(w, floor(f * steps)): f = 0.1 is the former steps // 10 (LM, classifier),
+    f = 0.2 the former steps // 5 (CLIP runs), exactly, at every length up to 200k steps."""
+    steps = np.arange(1, 200_001)
+    for frac, div in ((0.1, 10), (0.2, 5)):
+        got = np.array([warmup_for(int(n), 10**9, frac) for n in steps])
+        np.testing.assert_array_equal(got, steps // div)
+    assert warmup_for(1260, 50) == 50 and warmup_for(30, 50) == 3 and warmup_for(600, 50) == 50
+    assert warmup_for(79, 20, 0.2) == 15 and warmup_for(240, 20, 0.2) == 20 and warmup_for(100, 0) == 0
+
+
+def test_budget_config_equals_the_hand_built_configs_it_replaces():
+    """The former constructions of common/stages/train_classifier.py, common/stages/pretrain_lm.py,
+    common.clip.train_config and papers/new_knowledge/finetune.py, at the cpu and tiny profiles' sizes."""
+    from common import clip
+    from common.config import ClipTrainConfig
+
+    for n in (400, 30):  # classifier steps: cpu, tiny
+        old = TrainConfig(steps=n, batch_size=128, lr=2e-3, warmup_steps=min(50, n // 10), lr_schedule="cosine",
+                          seed=0, checkpoint_every=max(n, 1), keep_checkpoints=1, cond_dropout=0.0, grad_clip=1.0,
+                          log_every=max(1, n // 20))
+        assert budget_config(n, warmup_steps=50, batch_size=128, lr=2e-3, lr_schedule="cosine", seed=0,
+                             checkpoint_every=n, keep_checkpoints=1, grad_clip=1.0, log_every=max(1, n // 20)) == old
+    for n, w in ((1260, 50), (290, 10), (7, 10)):  # knowledge LM
+        old = TrainConfig(steps=n, batch_size=32, lr=1e-2, warmup_steps=min(w, n // 10), lr_schedule="cosine",
+                          weight_decay=0.0, grad_clip=1.0, cond_dropout=0.0, checkpoint_every=min(200, n),
+                          keep_checkpoints=1, seed=0, log_every=min(20, n))
+        assert budget_config(n, warmup_steps=w, batch_size=32, lr=1e-2, lr_schedule="cosine", weight_decay=0.0,
+                             grad_clip=1.0, checkpoint_every=200, keep_checkpoints=1, seed=0, log_every=20) == old
+    for samples, bs, w in ((61440, 256, 20), (20000, 256, 20), (24000, 256, 20), (256, 32, 2), (640, 32, 4)):
+        t = ClipTrainConfig(samples=samples, batch_size=bs, warmup_steps=w)
+        n = max(1, int(np.ceil(samples / bs)))
+        old = TrainConfig(steps=n, batch_size=bs, lr=t.lr, warmup_steps=min(w, n // 5), lr_schedule=t.lr_schedule,
+                          weight_decay=t.weight_decay, grad_clip=t.grad_clip, cond_dropout=0.0,
+                          checkpoint_every=min(t.checkpoint_every, n), keep_checkpoints=t.keep_checkpoints,
+                          seed=t.seed, log_every=min(t.log_every, n))
+        assert clip.train_config(t) == old and steps_for(samples, bs) == n
+    old = TrainConfig(steps=48, batch_size=16, lr=1e-3, warmup_steps=0, lr_schedule="constant", weight_decay=0.0,
+                      grad_clip=1.0, cond_dropout=0.0, checkpoint_every=48, keep_checkpoints=1, seed=3, log_every=16)
+    assert budget_config(48, batch_size=16, lr=1e-3, lr_schedule="constant", weight_decay=0.0, grad_clip=1.0,
+                         checkpoint_every=48, keep_checkpoints=1, seed=3, log_every=16) == old  # new_knowledge

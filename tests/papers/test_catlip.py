@@ -159,7 +159,7 @@ def test_bce_batch_mean_hand_computed():
     assert bce_batch_mean(logits, targets).item() == pytest.approx(mean_reduction * 3, rel=1e-6)  # x |V|, not x B
 
 
-# --------------------------------------------------------------------------- run_catlip: resume
+# --------------------------------------------------------------------------- run_catlip: resume (through run_clip)
 class _Interrupt(Exception):
     pass
 
@@ -167,7 +167,8 @@ class _Interrupt(Exception):
 def test_run_catlip_resume_keeps_one_probe_per_budget(tmp_path, monkeypatch):
     """Stopped when step 8 begins (checkpoint 4, probes of steps 2 and 6 already in curve.json): the rerun
     resumes at 4 and records each budget's probe once, equal to the uninterrupted run's; without result.json
-    a finished run is retrained from scratch (as common.clip_runs.run_clip, tests/common/test_clip_runs.py)."""
+    a finished run is retrained from scratch: the CatLIP arm is common.clip_runs.run_clip with CatLIP's model,
+    loss, targets and probes (tests/common/test_clip_runs.py tests the same for the CLIP arm)."""
     from tiny_scenes import tiny_scenes
 
     from common.config import ClipModelConfig, ClipTrainConfig
@@ -180,8 +181,13 @@ def test_run_catlip_resume_keeps_one_probe_per_budget(tmp_path, monkeypatch):
     spec = ClipModelConfig(embed_dim=8, cnn_widths=[4, 8], text_width=8, text_layers=1, text_heads=2)
     t = ClipTrainConfig(samples=128, batch_size=16, checkpoint_every=4, log_every=2)  # 8 steps
     kw = dict(seed=0, probe=probe, test=test, eval_samples=[32, 96])  # probes after steps 2 and 6
+    real_run, names = experiment.run_clip, []
+    monkeypatch.setattr(experiment, "run_clip", lambda name, *a, **k: names.append(name) or real_run(name, *a, **k))
     ref = experiment.run_catlip("c", train_set, targets, spec, t, run_dir=tmp_path / "ref", **kw)
-    assert [p["samples_seen"] for p in ref["curve"]] == [32, 96] and ref["resumed_from_step"] == 0
+    monkeypatch.undo()
+    assert names == ["c"]  # the shared cached run, not a copy of it
+    assert [p["samples_seen"] for p in ref["curve"]] == [32, 96] and ref["resumed_from"] is None
+    assert set(ref) >= {"probe_digit", "probe_digit_head", "history"} and "zero_shot_mean" not in ref
 
     real_loss, calls = experiment.catlip_loss, [0]
 
@@ -198,7 +204,7 @@ def test_run_catlip_resume_keeps_one_probe_per_budget(tmp_path, monkeypatch):
     folder = tmp_path / "run" / "c"
     assert [p["samples_seen"] for p in json.loads((folder / "curve.json").read_text())["points"]] == [32, 96]
     res = experiment.run_catlip("c", train_set, targets, spec, t, run_dir=tmp_path / "run", **kw)
-    assert res["resumed_from"] == 4 and res["resumed_from_step"] == 4
+    assert res["resumed_from"] == 4
     assert [p["samples_seen"] for p in res["curve"]] == [32, 96]  # the step-6 probe is not duplicated
     assert res["curve"] == ref["curve"] and res["probe_digit"] == ref["probe_digit"]
     assert res["history"] == ref["history"] and res["train_seconds"] > 0

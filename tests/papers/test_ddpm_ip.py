@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tinyrepo import make_tiny_repo, run_stage
+from tinyrepo import inside, make_tiny_repo, run_stage
 
 from common.claims import load_claims
 from common.config import load_config
 from common.diffusion import NoiseSchedule
 from common.sampling import sample, timesteps
 from papers.ddpm_ip.config import DdpmIpConfig
-from papers.ddpm_ip.method import input_perturbation_loss, ip_optimal_eps, perturbed_x_t
+from papers.ddpm_ip.method import input_perturbation, input_perturbation_loss, ip_optimal_eps, perturbed_x_t
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEDULE = NoiseSchedule()  # linear betas 1e-4..0.02, T = 1000
@@ -51,6 +51,16 @@ def test_loss_feeds_the_perturbed_input_and_regresses_the_clean_noise():
     # gamma = 0 is the plain DDPM loss: the input is the forward process itself
     input_perturbation_loss(model, SCHEDULE, x0, None, torch.Generator().manual_seed(7), 0.0)
     torch.testing.assert_close(seen["x_t"], ab.sqrt() * x0 + (1 - ab).sqrt() * eps)
+
+
+def test_input_perturbation_is_the_network_input_noise():
+    """The hook of method.py: eps + gamma xi with xi the generator's next normal draw; gamma = 0 draws nothing."""
+    eps = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(3)
+    got = input_perturbation(0.15)(eps, g)
+    xi = torch.randn(eps.shape, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(got, eps + 0.15 * xi)
+    assert input_perturbation(0.0) is None
 
 
 # --------------------------------------------------------------------------- the Gaussian toy
@@ -115,8 +125,7 @@ def tiny(tmp_path_factory):
 
 def test_both_arms_trained_with_identical_budget(tiny):
     runs = json.loads((tiny / "reports/ddpm_ip/train.json").read_text())["runs"]
-    assert [(r["arm"], r["train_seed"]) for r in runs] == [("baseline", 0), ("method", 0), ("baseline", 1),
-                                                           ("method", 1)]
+    assert [(r["arm"], r["train_seed"]) for r in runs] == [(a, s) for s in (0, 1, 2) for a in ("baseline", "method")]
     assert {r["steps"] for r in runs} == {12} and {r["params"] for r in runs} == {runs[0]["params"]}
     assert [r["gamma"] for r in runs[:2]] == [0.0, 0.1]
     from common.models import load_diffusion_model
@@ -129,8 +138,8 @@ def test_report_has_a_verdict_per_claim(tiny):
     verdicts = json.loads((tiny / "reports/ddpm_ip/verdicts.json").read_text())["verdicts"]
     assert [v["id"] for v in verdicts] == ["ip-lowers-fid-ddim10", "ip-lowers-fid-ddim20", "ip-lowers-fid-ddim50",
                                            "ip-lowers-fid-ddpm50"]
-    # the replication unit is the training seed: 2 training seeds, their 2 sampling seeds averaged first
-    assert all(v["n_units"] == 2 and v["unit"] == "train_seed" for v in verdicts)
+    # the replication unit is the training seed: 3 training seeds (sampling seeds averaged first)
+    assert all(v["n_units"] == 3 and v["unit"] == "train_seed" for v in verdicts)
     report = (tiny / "reports/ddpm_ip/README.md").read_text()
     assert "Spread over training seeds" in report
     assert (tiny / "reports/ddpm_ip/figures/fid_vs_nfe.png").stat().st_size > 1000
@@ -143,3 +152,37 @@ def test_training_resumes_identically(tiny):
     run_stage(tiny, "papers.ddpm_ip.train")
     after = next(load_diffusion_model(tiny / "models/ddpm_ip/method-seed1")[0].parameters()).detach().clone()
     assert torch.equal(before, after)
+
+
+def test_the_train_stage_runs_method_py(tiny, monkeypatch):
+    """papers/ddpm_ip/train.py trains each arm with method.input_perturbation(gamma): a spy sees both gammas
+    and its hook is called at every training step of the method arm; the weights are the pipeline's."""
+    import papers.ddpm_ip.method as method
+    from common.models import load_diffusion_model
+    from papers.ddpm_ip import train
+
+    gammas, calls = [], []
+    real = method.input_perturbation
+
+    def spy(gamma):
+        gammas.append(gamma)
+        hook = real(gamma)
+        if hook is None:
+            return None
+
+        def counted(eps, generator):
+            calls.append(gamma)
+            return hook(eps, generator)
+
+        return counted
+
+    monkeypatch.setattr(method, "input_perturbation", spy)
+    with inside(tiny):
+        train.main(["train_seeds=[0]", "paths.runs=runs_spy", "paths.models=models_spy",
+                    "paths.reports=reports_spy", "tracking.enabled=false"])
+    assert gammas == [0.0, 0.1]
+    assert calls and set(calls) == {0.1}
+    for arm in ("baseline", "method"):  # same recipe as the stage's own run (in-process: other thread settings)
+        ours = next(load_diffusion_model(tiny / "models_spy/ddpm_ip" / f"{arm}-seed0")[0].parameters())
+        pipeline = next(load_diffusion_model(tiny / "models/ddpm_ip" / f"{arm}-seed0")[0].parameters())
+        torch.testing.assert_close(ours, pipeline, rtol=1e-4, atol=1e-5)
