@@ -27,6 +27,8 @@ packages `common` and `papers` (REPO_PACKAGES):
     module's package, same two cases;
   - `from a import *` -> a's __init__.py only (submodules named in `__all__` are not followed);
   - importing a module runs every enclosing package's `__init__.py`, and they are followed too.
+A module's markdown template (`papers/x/report.md` beside `papers/x/report.py`, the report
+prose) is listed with its module: editing the prose must rerun the report stage.
 Package `__init__.py` files are listed only when they hold code: a file that is empty or holds only
 a docstring/comments cannot change behaviour, so it is followed (trivially) but not listed. Adding
 code to one makes it a dep of every stage that imports below it, and `--check` says so.
@@ -174,6 +176,9 @@ def import_closure(root: Path, entry: str, packages: Sequence[str] = REPO_PACKAG
         listed, imports = cache[name]
         if listed:
             out.files.add(path.relative_to(root).as_posix())
+            template = path.with_suffix(".md")
+            if path.name != "__init__.py" and template.is_file():  # a module's template (report.py -> report.md)
+                out.files.add(template.relative_to(root).as_posix())
         for base, names in imports:
             if not base or base.split(".")[0] not in packages:
                 continue
@@ -281,7 +286,8 @@ def _mapping_get(node, key: str):
 
 
 def _is_py(dep: str) -> bool:
-    return dep.endswith(".py") and "${" not in dep
+    """A dep this tool owns: a module, or a module's markdown template (`report.md` beside `report.py`)."""
+    return "${" not in dep and (dep.endswith(".py") or (dep.endswith(".md") and Path(dep).name != "README.md"))
 
 
 @dataclass

@@ -9,8 +9,9 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import List
 
-import torch
+import numpy as np
 
 from common.claims import evaluate_claims, load_claims
 from common.config import RootConfig, load_config, read_json, resolve, to_dict
@@ -20,7 +21,8 @@ from common.evaluation import SampleScorer
 from common.experiment import floors_of, real_subset
 from common.models import load_diffusion_model
 from common.publish import provenance
-from common.report import class_grid, fmt, plt, save_grid, table, write_paper_report
+from common.report import class_grid, fmt, plt, save_grid, select, table, write_paper_report
+from common.report_stage import render_template
 from common.sampling import SamplingSpec, generate_all
 from common.seeding import seed_everything
 from common.tracking import log_run
@@ -77,60 +79,44 @@ def main(argv=None):
 
     floors = floors_of(real)
     verdicts = evaluate_claims(load_claims(HERE / "base_model_claims.yaml"), rows, floors)
-    p = plt()
-    fig, ax = p.subplots(figsize=(5, 3))
-    h = train_info["history"]
-    ax.plot([r["step"] for r in h], [r["loss"] for r in h])
-    ax.axvline(train_info["weak_step"], color="gray", ls="--", label="weak snapshot")
-    ax.set(xlabel="optimizer step", ylabel="training loss (eps MSE)", yscale="log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(figs / "loss.png", dpi=120)
-
     keys = [scorer.key(m) for m in ("fid", "kid", "precision", "recall", "class_acc")]
-    res_rows = []
-    for arm, label in (("method", "final"), ("baseline", "weak")):
-        sel = [r for r in rows if r["arm"] == arm]
-        res_rows.append([f"{label} (step {sel[0]['model_step']})"] + [
-            f"{fmt(sum(r[k_] for r in sel) / len(sel))} ± {fmt(torch.tensor([r[k_] for r in sel]).std().item())}"
-            for k_ in keys])
-    res_rows.append(["real train images (noise floor)"] + [fmt(real[k_]) for k_ in keys])
-    minutes = train_info["train_seconds"] / 60
-    sections = [
-        "## Results\n\n"
-        f"Mean ± std over sampling seeds {list(ev.seeds)}; {ev.num_samples} samples each, DDIM {ev.nfe} steps, "
-        f"guidance scale {ev.guidance_scale}. FID 95% bias-corrected bootstrap interval (seed {ev.seeds[0]}, resampling samples and reference): "
-        f"final [{fmt(fid_ci['method'][0])}, {fmt(fid_ci['method'][1])}], "
-        f"weak [{fmt(fid_ci['baseline'][0])}, {fmt(fid_ci['baseline'][1])}].\n\n"
-        + table(["model"] + keys, res_rows),
-        "## Samples\n\nColumn j shows class j (balanced labels). Final model, no guidance:\n\n"
-        "![final](figures/samples_method.png)\n\nFinal model, guidance scale 2:\n\n"
-        "![final guided](figures/samples_method_guidance2.png)\n\nWeak model (same run, "
-        f"step {train_info['weak_step']}):\n\n![weak](figures/samples_baseline.png)\n\nReal training images, "
-        "same layout:\n\n![real](figures/real.png)",
-        "## Training\n\n"
-        f"{train_info['steps']} optimizer steps, {fmt(minutes)} min on this machine, {train_info['params']:,} "
-        f"parameters, final loss {fmt(train_info['final_loss'])}.\n\n![loss](figures/loss.png)\n\n"
-        f"Metric backbone `{scorer.backbone}`: held-out accuracy {fmt(clf['heldout_accuracy'])} "
-        f"({clf['params']:,} parameters).",
-    ]
-    protocol = {
-        "profile": cfg.profile, "dataset": f"{cfg.data.name} {cfg.data.resolution}x{cfg.data.resolution}",
-        "reference set": f"held-out split, {scorer.num_reference} images", "feature extractor": scorer.backbone,
-        "samples per run": ev.num_samples, "sampler": f"DDIM eta=0, {ev.nfe} steps, x0 clipped",
-        "sampling seeds": list(ev.seeds), "wall time (evaluation)": f"{time.time() - t0:.0f} s",
-    }
-    out = write_paper_report(resolve(cfg, cfg.paths.reports), "base_model",
-                             f"Shared base model: class-conditional DDPM on {cfg.data.name}",
-                             "The class-conditional epsilon-prediction DDPM that the sampling papers (group A) share, "
-                             "trained by the root stage `train_base_model`.", verdicts, sections, protocol,
-                             prov)
+    out = write_report(cfg, scorer, keys, rows, real, fid_ci, train_info, clf, verdicts, prov, time.time() - t0)
     metrics = {"rows": rows, "real": real, "fid_ci": fid_ci, "eval_seconds": time.time() - t0}
     resolve(cfg, "metrics", "base_model_eval.json").write_text(json.dumps(metrics, indent=2))
     final = {key: sum(r[key] for r in rows if r["arm"] == "method") / len(ev.seeds) for key in keys}
     log_run(cfg, "shared", "evaluate_base_model", {"eval": to_dict(cfg)["base_model"]["eval"]}, final,
             artifacts=[out.parent])
     print(f"wrote {out}")
+
+
+def write_report(cfg, scorer, keys: List[str], rows: List[dict], real: dict, fid_ci: dict, train_info: dict,
+                 clf: dict, verdicts, prov: dict, seconds: float) -> Path:
+    """Loss plot, tables and reports/base_model/README.md (prose: evaluate_base_model.md beside this file)."""
+    ev, figs = cfg.base_model.eval, resolve(cfg, cfg.paths.reports, "base_model", "figures")
+    p = plt()
+    fig, ax = p.subplots(figsize=(5, 3))
+    ax.plot([r["step"] for r in train_info["history"]], [r["loss"] for r in train_info["history"]])
+    ax.axvline(train_info["weak_step"], color="gray", ls="--", label="weak snapshot")
+    ax.set(xlabel="optimizer step", ylabel="training loss (eps MSE)", yscale="log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(figs / "loss.png", dpi=120)
+    p.close(fig)
+    results = [[f"{label} (step {sel[0]['model_step']})"] + [
+        f"{fmt(float(np.mean([r[k] for r in sel])))} ± {fmt(float(np.std([r[k] for r in sel], ddof=1)))}"
+        for k in keys] for label, sel in (("final", select(rows, arm="method")), ("weak", select(rows, arm="baseline")))]
+    title, intro, sections = render_template(
+        HERE / "evaluate_base_model.md", cfg=cfg, ev=ev, fid_ci=fid_ci, train=train_info, clf=clf,
+        backbone=scorer.backbone, results_table=table(["model"] + keys, results + [
+            ["real train images (noise floor)"] + [fmt(real[k]) for k in keys]]))
+    protocol = {
+        "profile": cfg.profile, "dataset": f"{cfg.data.name} {cfg.data.resolution}x{cfg.data.resolution}",
+        "reference set": f"held-out split, {scorer.num_reference} images", "feature extractor": scorer.backbone,
+        "samples per run": ev.num_samples, "sampler": f"DDIM eta=0, {ev.nfe} steps, x0 clipped",
+        "sampling seeds": list(ev.seeds), "wall time (evaluation)": f"{seconds:.0f} s",
+    }
+    return write_paper_report(resolve(cfg, cfg.paths.reports), "base_model", title, intro, verdicts, sections,
+                              protocol, prov)
 
 
 if __name__ == "__main__":
