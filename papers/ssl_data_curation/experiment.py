@@ -21,7 +21,7 @@ from common.config import load_config, resolve
 from common.scenes import load_scenes
 from common.seeding import seed_everything
 from papers.ssl_data_curation.config import SslDataCurationConfig
-from papers.ssl_data_curation.curate import ARMS, check_sources
+from papers.ssl_data_curation.curate import ARMS, load_pool
 
 PAPER = "ssl_data_curation"
 METRICS = ["zero_shot_digit", "tail_acc", "head_acc", "zero_shot_colour", "zero_shot_count", "zero_shot_mean",
@@ -30,7 +30,6 @@ METRICS = ["zero_shot_digit", "tail_acc", "head_acc", "zero_shot_colour", "zero_
 
 def main(argv=None):
     cfg = load_config(SslDataCurationConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
-    check_sources(cfg)
     st, tail = cfg.study, list(cfg.curation.tail_digits)
     missing = sorted(set(st.seeds) - set(cfg.curation.seeds))
     if missing:
@@ -44,7 +43,7 @@ def main(argv=None):
     out = resolve(cfg, cfg.paths.reports, PAPER)
     subsets = np.load(out / "subsets.npz")
     data_dir = resolve(cfg, cfg.paths.data, "scenes")
-    pool, probe, test = (load_scenes(data_dir, s) for s in ("pool", "probe_train", "test"))
+    pool, probe, test = load_pool(cfg), load_scenes(data_dir, "probe_train"), load_scenes(data_dir, "test")
     head = [d for d in range(10) if d not in tail]
     tok = build_tokenizer()
     run_dir = resolve(cfg, cfg.paths.runs, PAPER)

@@ -325,3 +325,51 @@ def test_user_errors_are_one_class_and_keep_their_builtin_bases():
     assert issubclass(ConfigError, UserError) and issubclass(ConfigError, ValueError)
     assert issubclass(MissingDataError, MissingInputError) and issubclass(MissingDataError, FileNotFoundError)
     assert issubclass(UnreadableInputError, UserError) and issubclass(MissingInputError, UserError)
+
+
+# --------------------------------------------------------------------------- each default written once
+def _schemas():
+    """(params file, schema, module whose dataclasses that file owns) for the root and every paper."""
+    import importlib
+
+    yield "params.yaml", RootConfig, "common.config"
+    for cfg_py in sorted((REPO / "papers").glob("*/config.py")):
+        mod = importlib.import_module(f"papers.{cfg_py.parent.name}.config")
+        schema = next(c for c in vars(mod).values() if isinstance(c, type) and issubclass(c, RootConfig)
+                      and c is not RootConfig and c.__module__ == mod.__name__)
+        yield f"papers/{cfg_py.parent.name}/params.yaml", schema, mod.__name__
+
+
+def _written_twice(typ, default_obj, data, module, prefix=""):
+    """(key, dataclass default, params value) for every key `data` (a params file's body) writes whose
+    dataclass default, in a class of `module`, is not the REQUIRED marker."""
+    import dataclasses
+
+    from common.config import REQUIRED
+
+    for f in dataclasses.fields(typ):
+        if f.name not in data:
+            continue
+        if default_obj is not None:
+            d = getattr(default_obj, f.name)
+        elif f.default is not dataclasses.MISSING:
+            d = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            d = f.default_factory()
+        else:
+            continue
+        if dataclasses.is_dataclass(d) and isinstance(data[f.name], dict):
+            yield from _written_twice(type(d), d, data[f.name], module, f"{prefix}{f.name}.")
+        elif typ.__module__ == module and d != REQUIRED:
+            yield f"{prefix}{f.name}", d, data[f.name]
+
+
+@pytest.mark.parametrize("params, schema, module", list(_schemas()), ids=lambda v: str(v).split("/")[-2]
+                         if "/" in str(v) else None)
+def test_dataclass_defaults_agree_with_the_cpu_params(params, schema, module):
+    """Each default written once: where params.yaml and a dataclass (of the file's own schema module) both give a
+    value, they agree; a value only params.yaml should hold is a `required()` field (docs/full_profile.md)."""
+    data = {k: v for k, v in yaml.safe_load((REPO / params).read_text()).items() if k != "profiles"}
+    bad = [f"{k}: dataclass {d!r} vs {params} {v!r}" for k, d, v in _written_twice(schema, None, data, module)
+           if d != v]
+    assert not bad, "\n".join(bad)
