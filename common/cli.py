@@ -13,14 +13,20 @@ stderr and exits with status 2, while any other exception keeps its traceback. `
 
 `python -m common.config --check [--all-profiles] [papers/<name> ...] [key=value ...]` loads the config
 of every stage of the given DVC pipelines (default: the root one and every paper's) and reports every
-error, so a pipeline can fail in seconds instead of after its first long stage.
+error, so a pipeline can fail in seconds instead of after its first long stage. Under `dvc repro` (which
+sets `DVC_STAGE`), `run_main` does this check for every pipeline before the stage's own work, once per
+state of the params and config files (a stamp in `.dvc/tmp/`), so a bad value anywhere stops the run at
+its first stage, not after the 15-minute base model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import inspect
+import io
+import os
 import shlex
 import sys
 import textwrap
@@ -42,11 +48,32 @@ def run_main(main: Callable, argv: Optional[Sequence[str]] = None) -> None:
     """Run a stage's `main` (with `argv` when given, else it reads sys.argv): a `UserError` becomes one line
     on stderr and exit status 2; other exceptions propagate with their traceback."""
     try:
+        if os.environ.get("DVC_STAGE"):
+            check_params_once()
         main() if argv is None else main(list(argv))
     except UserError as e:
         sys.stdout.flush()
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+
+
+def check_params_once(root: Optional[Path] = None) -> None:
+    """Validate every pipeline's params (the `--check` above) unless this exact state of the params and config
+    files already passed; raise one UserError listing the problems. About a second, then free."""
+    root = Path(root) if root else repo_root()
+    files = sorted([root / "params.yaml", *root.glob("papers/*/params.yaml"), *root.glob("papers/*/config.py"),
+                    root / "common" / "config.py"])
+    digest = hashlib.sha1(b"".join(f.read_bytes() for f in files if f.is_file())).hexdigest()[:16]
+    stamp = root / ".dvc" / "tmp" / f"params-ok-{digest}"
+    if stamp.is_file():
+        return
+    report = io.StringIO()
+    if check(root=root, out=report):
+        problems = [line for line in report.getvalue().splitlines() if line.startswith("error:")]
+        raise UserError("params check failed before running the stage (python -m common.config --check): "
+                        + "; ".join(p[len("error: "):] for p in problems))
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.touch()
 
 
 # --------------------------------------------------------------------------- --help

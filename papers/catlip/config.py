@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from common.config import ClipModelConfig, ClipTrainConfig, RootConfig, bounded, seed_list
+from common.config import ClipModelConfig, ClipTrainConfig, RootConfig, bounded, required, seed_list
 
 
 @dataclass
@@ -22,11 +22,11 @@ class StudyConfig:
     dataset: Optional[str] = None  # None: the shared captioned scenes (data/scenes); else an external set
     train_split: str = "pool"  # scenes split both arms train on
     seeds: List[int] = seed_list(0, 1, 2)
-    timing_steps: int = bounded(12, ge=1)  # interleaved timed optimizer steps per arm and seed (after 2 warm-up steps)
+    timing_steps: int = required(ge=1)  # interleaved timed optimizer steps per arm and seed (after 2 warm-up steps)
     # "keeps improving with more epochs on small data" (optional; epochs_subset = 0 disables it)
-    epochs_subset: int = bounded(2000, ge=0)  # first n pairs of train_split
+    epochs_subset: int = required(ge=0)  # first n pairs of train_split
     epochs: List[int] = bounded(factory=lambda: [5, 10, 20, 40], ge=1)  # evaluated along one run of max(epochs)
-    epochs_seeds: List[int] = seed_list(0, 1)
+    epochs_seeds: List[int] = seed_list(0, 1, 2)
 
 
 @dataclass

@@ -12,7 +12,7 @@ class FilterConfig:
     pairs replaced by uncurated pool pairs (p = 0: the clean DFN; p > 0: the "dirty" filters of Sec. 4)."""
 
     dirty_shares: List[float] = unit(factory=lambda: [0.0, 0.5, 0.9], nonempty=True)
-    seeds: List[int] = seed_list(0, 1)  # filter seed s induces the dataset of student seed s
+    seeds: List[int] = seed_list(0, 1, 2)  # filter seed s induces the dataset of student seed s
     model: ClipModelConfig = field(default_factory=ClipModelConfig)
     train: ClipTrainConfig = field(default_factory=ClipTrainConfig)
 
@@ -35,7 +35,7 @@ class StudentConfig:
     """The same small CLIP trained at equal samples seen on each candidate dataset."""
 
     keep_fraction: float = bounded(0.15, gt=0, le=1)  # DFN-2B keeps the top 15% of CommonPool
-    seeds: List[int] = seed_list(0, 1)
+    seeds: List[int] = seed_list(0, 1, 2)
     model: ClipModelConfig = field(default_factory=ClipModelConfig)
     train: ClipTrainConfig = field(default_factory=ClipTrainConfig)
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from common.config import ClipModelConfig, ClipTrainConfig, RootConfig, bounded, seed_list, unit
+from common.config import REQUIRED, ClipModelConfig, ClipTrainConfig, RootConfig, bounded, required, seed_list
 
 
 @dataclass
@@ -11,32 +11,32 @@ class BucketConfig:
     """Quality buckets: the pool sorted by the teacher's score, top n_buckets x size cut into buckets."""
 
     n_buckets: int = bounded(4, ge=1)
-    size: int = bounded(3000, ge=1)  # S, pairs per bucket (the paper: 12.8M = 10% of DataComp medium)
+    size: int = required(ge=1)  # S, pairs per bucket (the paper: 12.8M = 10% of DataComp medium)
 
 
 @dataclass
 class StudyConfig:
     """What is trained: each bucket alone (the fits) and the top-p mixes at several budgets."""
 
-    seeds: List[int] = seed_list(0, 1)  # training seeds (init + data order)
+    seeds: List[int] = seed_list(0, 1, 2)  # training seeds (init + data order)
     # evaluations per bucket run, in passes over S
-    fit_passes: List[int] = bounded(factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], ge=1, nonempty=True)
+    fit_passes: List[int] = required(ge=1, nonempty=True)
     # samples seen for the mixes
-    budgets: List[int] = bounded(factory=lambda: [7500, 15000, 30000, 60000], ge=1, nonempty=True)
+    budgets: List[int] = required(ge=1, nonempty=True)
     metric: str = "zero_shot_mean"  # error = 1 - this score-card accuracy
-    eval_retrieval: bool = True  # also compute retrieval R@k at each evaluation (reported, not fitted)
+    eval_retrieval: bool = REQUIRED  # also compute retrieval R@k at each evaluation (reported, not fitted)
 
 
 @dataclass
 class LawConfig:
     """Fitting Eq. 3-4 per bucket (official grid search, seeded) and predicting mixes (Eq. 5)."""
 
-    normalizer: float = bounded(100000.0, gt=0)  # n enters as a * n / normalizer (official 1e5)
-    a_values: List[float] = bounded(factory=lambda: [0.022], gt=0, nonempty=True)  # shared a, chosen by least mean loss
-    d_values: List[float] = unit(factory=lambda: [0.1], nonempty=True)  # fixed irreducible error(s), same rule
-    b_range: List[float] = field(default_factory=lambda: [-0.005, -0.5])
+    normalizer: float = required(gt=0)  # n enters as a * n / normalizer (official 1e5)
+    a_values: List[float] = required(gt=0, nonempty=True)  # shared a, chosen by least mean loss
+    d_values: List[float] = required(ge=0, le=1, nonempty=True)  # fixed irreducible error(s), same rule
+    b_range: List[float] = REQUIRED
     tau_range: List[float] = bounded(factory=lambda: [1.0, 10.0], gt=0, nonempty=True)
-    grid_points: int = bounded(100, ge=1)  # per axis
+    grid_points: int = required(ge=1)  # per axis
     shuffle_seed: int = bounded(0, ge=0)  # the official grid order is an unseeded shuffle
     max_points: int = bounded(100000, ge=1)  # official cap on the shuffled grid
     tau_times_p: bool = True  # official estimate_best_buckets passes tau_i * p for a mix of p pools

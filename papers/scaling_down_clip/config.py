@@ -13,7 +13,7 @@ class QualityConfig:
     # x of each subset, in %
     top_pct: List[float] = bounded(factory=lambda: [5, 10, 20, 40, 70, 100], gt=0, le=100, nonempty=True)
     compare_pct: float = bounded(40, gt=0, le=100)  # the paper's best subset, compared with 100% (all data)
-    seeds: List[int] = seed_list(0, 1)
+    seeds: List[int] = seed_list(0, 1, 2)
 
 
 @dataclass
@@ -31,7 +31,7 @@ class ArchitectureConfig:
     """CNN vs ViT at similar FLOPs (paper Sec. 5) on clean subsets of increasing size, equal samples seen."""
 
     sizes: List[int] = bounded(factory=lambda: [500, 1500, 5000], ge=1, nonempty=True)  # nested random subsets of `hq`
-    seeds: List[int] = seed_list(0, 1)  # training seed and subset draw
+    seeds: List[int] = seed_list(0, 1, 2)  # training seed and subset draw
     vit: VitTowerConfig = field(default_factory=VitTowerConfig)
     max_flops_ratio: float = bounded(1.2, ge=1)  # image-tower FLOPs/sample of ViT vs CNN must lie in [1/r, r]
 

@@ -285,12 +285,17 @@ def test_check_passes_for_the_shipped_params_in_every_profile():
     assert "ok: papers/new_knowledge/dvc.yaml (profile=full): 3 stages" in lines
 
 
-def test_check_reports_every_error_once_with_the_stages(tmp_path):
+def _pipeline_copy(root):
+    """The root and new_knowledge pipelines with their params under `root`: (paper params path, its data)."""
     for f in ("params.yaml", "dvc.yaml", "papers/new_knowledge/params.yaml", "papers/new_knowledge/dvc.yaml"):
-        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / f, tmp_path / f)
-    p = tmp_path / "papers/new_knowledge/params.yaml"
-    data = yaml.safe_load(p.read_text())
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / f, root / f)
+    p = root / "papers/new_knowledge/params.yaml"
+    return p, yaml.safe_load(p.read_text())
+
+
+def test_check_reports_every_error_once_with_the_stages(tmp_path):
+    p, data = _pipeline_copy(tmp_path)
     data["slick"]["n_prompts"] = -1
     data["study"]["unknown_shares"] = [0.0, 2.0]
     p.write_text(yaml.safe_dump(data))
@@ -321,3 +326,23 @@ def test_check_from_the_command_line():
     proc = _python_m("common.config", "--check", "papers/new_knowledge")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ok: papers/new_knowledge/dvc.yaml (current profile): 3 stages\n"
+
+
+def test_a_dvc_stage_checks_every_pipeline_before_its_work(tmp_path, monkeypatch, capsys):
+    """Under `dvc repro` a bad value in any paper's params stops the first stage, before it does anything."""
+    p, data = _pipeline_copy(tmp_path)
+    data["slick"]["n_prompts"] = -1
+    p.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("DVC_STAGE", "dvc.yaml:prepare_data")
+    ran = []
+    with pytest.raises(SystemExit) as exc:
+        run_main(lambda: ran.append(1), argv=[])
+    assert exc.value.code == 2 and not ran
+    assert "slick.n_prompts = -1 must be >= 1" in capsys.readouterr().err
+    data["slick"]["n_prompts"] = 3
+    p.write_text(yaml.safe_dump(data))
+    run_main(lambda *a: ran.append(1), argv=[])
+    assert ran == [1] and len(list((tmp_path / ".dvc" / "tmp").glob("params-ok-*"))) == 1
+    run_main(lambda *a: ran.append(1), argv=[])  # the same params state: the stamp skips the check
+    assert ran == [1, 1]
