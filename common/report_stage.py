@@ -58,15 +58,6 @@ def errorbar_curve(ax, rows: List[dict], x_key: str, xs: Sequence, metric: str, 
     return m
 
 
-def band_curve(ax, rows: List[dict], x_key: str, xs: Sequence, metric: str, unit: str, label: str, **where):
-    """Stock plot: mean line with a shaded 95% band over replication units (for dense x grids)."""
-    color = where.pop("color", None)
-    m, lo, hi = ci_curve(rows, x_key, xs, metric, unit=unit, **where)
-    (line,) = ax.plot(list(xs), m, label=label, color=color)
-    ax.fill_between(list(xs), lo, hi, alpha=0.2, color=line.get_color())
-    return m
-
-
 def ci_table(rows: List[dict], groups: Sequence[Tuple[Any, Dict[str, Any]]], metrics: Sequence[str],
              unit: str) -> List[List[str]]:
     """One table row per (label, where) group: the label, then 'mean [95% CI]' over units for each metric.
