@@ -9,7 +9,7 @@ each lever buys on this machine, each against plain eager float32 in the same pr
 - sampling call: one UNet evaluation on a batch of `--samples` images, as the sampler makes it
   (torch.no_grad, the sampler's torch.inference_mode, channels-last, torch.compile).
 
-torch.compile's one-off compilation time is reported on its own (`compile_s`): on 2 cores it is
+torch.compile's one-off compilation time is reported on its own (`train_compile_s`, `sample_compile_s`): on 2 cores it is
 paid once per process, i.e. per stage, so it has to be amortised over the stage's steps.
 """
 
