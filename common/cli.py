@@ -82,13 +82,15 @@ def _first_paragraph(doc: Optional[str]) -> str:
     return text.split("\n\n", 1)[0].strip() if text else "(no description: the module has no docstring)"
 
 
-def _example_override(schema: type) -> Optional[str]:
-    """`section.key=<default>` for the first scalar the schema adds to the root one (root: None)."""
+def _example_override(schema: type, cfg=None) -> Optional[str]:
+    """`section.key=<value>` for the first scalar the schema adds to the root one (root: None); values from
+    the loaded `cfg` (the schema's fields may have no default: their values live in params.yaml)."""
     root = {f.name for f in dataclasses.fields(RootConfig)}
+    cfg = schema() if cfg is None else cfg
     for f in dataclasses.fields(schema):
         if f.name in root:
             continue
-        key, obj = f.name, getattr(schema(), f.name)
+        key, obj = f.name, getattr(cfg, f.name)
         while dataclasses.is_dataclass(obj):
             sub = next((g for g in dataclasses.fields(obj)
                         if isinstance(getattr(obj, g.name), (int, float, str)) or dataclasses.is_dataclass(getattr(obj, g.name))), None)
@@ -132,7 +134,13 @@ def print_help(module: str, doc: Optional[str], schema: type, files: Sequence[st
         schema_file = str(Path(inspect.getsourcefile(schema)).resolve().relative_to(root))
     except (TypeError, ValueError):
         schema_file = f"{schema.__module__}.{schema.__qualname__}"
-    example = " ".join(x for x in ("profile=tiny", _example_override(schema)) if x)
+    try:  # the help of a stage whose params do not load still prints (without an example value)
+        from common.config import load_config
+
+        cfg = load_config(schema, paper=paper, root=root)
+    except Exception:  # noqa: BLE001
+        cfg = None
+    example = " ".join(x for x in ("profile=tiny", _example_override(schema, cfg)) if x)
     stage, stage_keys = _dvc_stage_of(module, root, paper)
     wrap = lambda text, indent="": textwrap.fill(text, 100, initial_indent=indent, subsequent_indent=indent)  # noqa: E731
     lines = [

@@ -193,23 +193,23 @@ def range_violations(node, prefix: str = "") -> Iterator[Tuple[str, Any, str]]:
 # --------------------------------------------------------------------------- schema
 @dataclass
 class PathsConfig:
-    data: str = "data"  # prepared datasets (root dvc.yaml outputs)
-    models: str = "models"  # shared trained networks (metric backbone, base model)
-    runs: str = "runs"  # per-paper working outputs (samples, metrics JSON, checkpoints)
-    reports: str = "reports"  # generated, committed reports
+    data: str = REQUIRED  # prepared datasets (root dvc.yaml outputs)
+    models: str = REQUIRED  # shared trained networks (metric backbone, base model)
+    runs: str = REQUIRED  # per-paper working outputs (samples, metrics JSON, checkpoints)
+    reports: str = REQUIRED  # generated, committed reports
 
 
 @dataclass
 class TrackingConfig:
-    enabled: bool = True
-    uri: Optional[str] = None  # default: sqlite:///<repo root>/mlflow.db
+    enabled: bool = REQUIRED
+    uri: Optional[str] = REQUIRED  # default: sqlite:///<repo root>/mlflow.db
 
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"  # registry key, see common/data.py
-    resolution: int = bounded(16, ge=1)
-    num_heldout: int = bounded(1000, ge=1)  # held-out split: FID reference and classifier test set
+    name: str = REQUIRED  # registry key, see common/data.py
+    resolution: int = required(ge=1)
+    num_heldout: int = required(ge=1)  # held-out split: FID reference and classifier test set
     source: Optional[str] = None  # full-profile datasets: local path or hub id for `datasets`
 
 
@@ -217,25 +217,25 @@ class DataConfig:
 class ClassifierConfig:
     """The metric backbone: a small CNN classifier whose penultimate layer replaces Inception."""
 
-    channels: List[int] = bounded(factory=lambda: [32, 64], ge=1, nonempty=True)
-    feature_dim: int = bounded(64, ge=1)
-    steps: int = bounded(400, ge=1)
-    batch_size: int = bounded(128, ge=1)
-    lr: float = bounded(2e-3, gt=0)
-    seed: int = bounded(0, ge=0)
+    channels: List[int] = required(ge=1, nonempty=True)
+    feature_dim: int = required(ge=1)
+    steps: int = required(ge=1)
+    batch_size: int = required(ge=1)
+    lr: float = required(gt=0)
+    seed: int = required(ge=0)
 
 
 @dataclass
 class UNetConfig:
     """diffusers UNet2DModel, one entry per resolution level in the lists."""
 
-    block_out_channels: List[int] = bounded(factory=lambda: [32, 64, 128], ge=1, nonempty=True)
-    attention_levels: List[bool] = field(default_factory=lambda: [False, False, True])
-    layers_per_block: int = bounded(1, ge=1)
-    num_classes: int = bounded(10, ge=0)  # 0: unconditional; otherwise a null class is added for guidance
+    block_out_channels: List[int] = required(ge=1, nonempty=True)
+    attention_levels: List[bool] = REQUIRED
+    layers_per_block: int = required(ge=1)
+    num_classes: int = required(ge=0)  # 0: unconditional; otherwise a null class is added for guidance
     dropout: float = unit(0.0)
-    norm_num_groups: int = bounded(8, ge=1)
-    attention_head_dim: int = bounded(8, ge=1)
+    norm_num_groups: int = required(ge=1)
+    attention_head_dim: int = required(ge=1)
     resnet_time_scale_shift: str = "default"  # "scale_shift" = ADM's use_scale_shift_norm
     resblock_updown: bool = False  # ADM's resblock_updown (BigGAN-style resampling)
     learn_sigma: bool = False  # ADM: 2x output channels (eps and variance interpolation)
@@ -243,28 +243,28 @@ class UNetConfig:
 
 @dataclass
 class DiffusionConfig:
-    num_train_timesteps: int = bounded(1000, ge=1)
-    beta_schedule: str = "linear"  # linear | squaredcos_cap_v2 (cosine, ADM)
-    beta_start: float = unit(1e-4)
-    beta_end: float = unit(0.02)
+    num_train_timesteps: int = required(ge=1)
+    beta_schedule: str = REQUIRED  # linear | squaredcos_cap_v2 (cosine, ADM)
+    beta_start: float = required(ge=0, le=1)
+    beta_end: float = required(ge=0, le=1)
 
 
 @dataclass
 class TrainConfig:
-    steps: int = bounded(1800, ge=1)  # optimizer steps
-    batch_size: int = bounded(128, ge=1)  # global batch per optimizer step (split over processes)
+    steps: int = required(ge=1)  # optimizer steps
+    batch_size: int = required(ge=1)  # global batch per optimizer step (split over processes)
     grad_accum: int = bounded(1, ge=1)
-    lr: float = bounded(2e-3, gt=0)
-    warmup_steps: int = bounded(100, ge=0)
-    lr_schedule: str = "constant_with_warmup"  # any diffusers.optimization scheduler name
+    lr: float = required(gt=0)
+    warmup_steps: int = required(ge=0)
+    lr_schedule: str = REQUIRED  # any diffusers.optimization scheduler name
     weight_decay: float = bounded(0.0, ge=0)
     grad_clip: float = bounded(1.0, ge=0)
-    ema_decay: float = unit(0.995)
-    cond_dropout: float = unit(0.1)  # classifier-free guidance training
+    ema_decay: float = required(ge=0, le=1)
+    cond_dropout: float = required(ge=0, le=1)  # classifier-free guidance training
     checkpoint_every: int = bounded(200, ge=1)
     keep_checkpoints: int = bounded(2, ge=0)
     mixed_precision: str = "no"
-    seed: int = bounded(0, ge=0)
+    seed: int = required(ge=0)
     log_every: int = bounded(20, ge=1)
 
 
@@ -280,17 +280,22 @@ def warmup_for(steps: int, warmup_steps: int, max_fraction: float = WARMUP_MAX_F
 
 def budget_config(steps: int, *, warmup_steps: int = 0, max_warmup_fraction: float = WARMUP_MAX_FRACTION,
                   checkpoint_every: Optional[int] = None, log_every: Optional[int] = None, cond_dropout: float = 0.0,
-                  **fields) -> TrainConfig:
+                  ema_decay: float = 0.0, **fields) -> TrainConfig:
     """The `TrainConfig` of a run whose length is computed (from samples seen, epochs, a data size): `steps`
     optimizer steps, the warm-up by `warmup_for`, checkpoints and log lines at most `steps` apart (a run
     shorter than its checkpoint interval still saves its last step), no condition dropout (a run without
-    classifier-free guidance) unless given; `fields`: the other TrainConfig fields (lr, batch_size, ...)."""
-    base = TrainConfig()
-    return TrainConfig(steps=steps, warmup_steps=warmup_for(steps, warmup_steps, max_warmup_fraction),
-                       checkpoint_every=min(base.checkpoint_every if checkpoint_every is None else checkpoint_every,
-                                            steps),
-                       log_every=min(base.log_every if log_every is None else log_every, steps),
-                       cond_dropout=cond_dropout, **fields)
+    classifier-free guidance) and no EMA unless given; `fields`: the other TrainConfig fields, of which the
+    ones without a default (lr, batch_size, lr_schedule, seed) must be given."""
+    base = TrainConfig
+    cfg = TrainConfig(steps=steps, warmup_steps=warmup_for(steps, warmup_steps, max_warmup_fraction),
+                      checkpoint_every=min(base.checkpoint_every if checkpoint_every is None else checkpoint_every,
+                                           steps),
+                      log_every=min(base.log_every if log_every is None else log_every, steps),
+                      cond_dropout=cond_dropout, ema_decay=ema_decay, **fields)
+    unset = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == REQUIRED]
+    if unset:
+        raise TypeError(f"budget_config: give {', '.join(unset)} (TrainConfig fields without a default)")
+    return cfg
 
 
 def steps_for(samples: float, batch_size: int) -> int:
@@ -301,18 +306,26 @@ def steps_for(samples: float, batch_size: int) -> int:
 
 @dataclass
 class BaseEvalConfig:
-    num_samples: int = bounded(500, ge=1)
-    nfe: int = bounded(50, ge=1)
-    guidance_scale: float = bounded(1.0, ge=0)
-    weak_fraction: float = bounded(0.1, gt=0, le=1)  # the "weak model" is the same run at this fraction of the steps
-    seeds: List[int] = seed_list(0, 1, 2)
+    num_samples: int = required(ge=1)
+    nfe: int = required(ge=1)
+    guidance_scale: float = required(ge=0)
+    weak_fraction: float = required(gt=0, le=1)  # the "weak model" is the same run at this fraction of the steps
+    seeds: List[int] = required(ge=0, nonempty=True)
 
 
 @dataclass
-class BaseModelConfig:
+class NetworkConfig:
+    """A diffusion network and how it is trained (a paper that trains its own, e.g. DDPM-IP's two arms)."""
+
     unet: UNetConfig = field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class BaseModelConfig(NetworkConfig):
+    """The shared base model: its network, plus how evaluate_base_model samples it."""
+
     eval: BaseEvalConfig = field(default_factory=BaseEvalConfig)
 
 
@@ -320,45 +333,44 @@ class BaseModelConfig:
 class KnowledgeConfig:
     """Knowledge base of real facts and the pretraining corpus stating a subset (common/knowledge.py)."""
 
-    relations: List[str] = bounded(factory=lambda: ["capital", "continent", "currency", "language",
-                                                   "calling_code", "demonym"], nonempty=True)
-    max_entities: int = bounded(0, ge=0)  # > 0: keep the first n facts per relation (tiny runs)
+    relations: List[str] = required(nonempty=True)
+    max_entities: int = required(ge=0)  # > 0: keep the first n facts per relation (tiny runs)
     # train / dev / test per relation
-    split: List[float] = bounded(factory=lambda: [0.5, 0.15, 0.35], gt=0, nonempty=True)
+    split: List[float] = required(gt=0, nonempty=True)
     # mentions in the corpus
-    frequencies: List[int] = bounded(factory=lambda: [0, 2, 6, 20, 60, 200, 600], ge=0, nonempty=True)
+    frequencies: List[int] = required(ge=0, nonempty=True)
     # share of facts per bucket
-    frequency_weights: List[float] = bounded(factory=lambda: [2, 1, 1, 1, 1, 1, 1], ge=0, nonempty=True)
-    qa_share: float = unit(0.34)  # share of mentions written as "Q: ... A: ..." lines (the probe format)
-    lexicon_mentions: int = bounded(4, ge=0)  # neutral typed-list mentions of every name (no fact stated)
-    lines_per_doc: int = bounded(8, ge=1)
-    seed: int = bounded(0, ge=0)
+    frequency_weights: List[float] = required(ge=0, nonempty=True)
+    qa_share: float = required(ge=0, le=1)  # share of mentions written as "Q: ... A: ..." lines (the probe format)
+    lexicon_mentions: int = required(ge=0)  # neutral typed-list mentions of every name (no fact stated)
+    lines_per_doc: int = required(ge=1)
+    seed: int = required(ge=0)
 
 
 @dataclass
 class LMModelConfig:
     """A `transformers` GPT-2 trained from scratch (common/lm.py)."""
 
-    n_layer: int = bounded(2, ge=1)
-    n_embd: int = bounded(128, ge=1)
-    n_head: int = bounded(4, ge=1)
-    n_positions: int = bounded(128, ge=1)
-    dropout: float = unit(0.0)
+    n_layer: int = required(ge=1)
+    n_embd: int = required(ge=1)
+    n_head: int = required(ge=1)
+    n_positions: int = required(ge=1)
+    dropout: float = required(ge=0, le=1)
 
 
 @dataclass
 class LMTrainConfig:
-    seq_len: int = bounded(128, ge=1)  # packed training windows (few-shot probes must fit in them)
-    epochs: float = bounded(3.0, gt=0)  # passes over the corpus: a fact of frequency k is seen k x epochs times
-    batch_size: int = bounded(32, ge=1)
-    lr: float = bounded(1e-2, gt=0)
-    warmup_steps: int = bounded(50, ge=0)
-    lr_schedule: str = "cosine"
-    weight_decay: float = bounded(0.0, ge=0)
+    seq_len: int = required(ge=1)  # packed training windows (few-shot probes must fit in them)
+    epochs: float = required(gt=0)  # passes over the corpus: a fact of frequency k is seen k x epochs times
+    batch_size: int = required(ge=1)
+    lr: float = required(gt=0)
+    warmup_steps: int = required(ge=0)
+    lr_schedule: str = REQUIRED
+    weight_decay: float = required(ge=0)
     grad_clip: float = bounded(1.0, ge=0)
     checkpoint_every: int = bounded(200, ge=1)
     keep_checkpoints: int = bounded(1, ge=0)
-    seed: int = bounded(0, ge=0)
+    seed: int = required(ge=0)
     log_every: int = bounded(20, ge=1)
 
 
@@ -372,52 +384,52 @@ class KnowledgeLMConfig:
 class ScenesConfig:
     """Captioned scenes of real MNIST digits with graded caption noise (common/scenes.py)."""
 
-    source: str = "mnist"  # a common.data source of digit images with labels (tiny: sklearn digits)
-    heldout_digits: int = bounded(1000, ge=1)  # MNIST digits reserved for the test scenes
-    n_hq: int = bounded(5000, ge=1)  # clean, uniform digit classes
-    n_pool: int = bounded(30000, ge=1)  # mixed quality, long-tailed digit classes
-    n_probe_train: int = bounded(2000, ge=1)  # clean single-digit scenes for linear probes
-    n_test: int = bounded(2000, ge=1)  # clean scenes from held-out digits
-    pool_noise: Dict[str, float] = unit(factory=lambda: {"wrong_colour": 0.15, "wrong_digit": 0.15, "unrelated": 0.3})
-    tail_ratio: float = bounded(30.0, gt=0)  # pool: digit 0 is tail_ratio x as frequent as digit 9
+    source: str = REQUIRED  # a common.data source of digit images with labels (tiny: sklearn digits)
+    heldout_digits: int = required(ge=1)  # MNIST digits reserved for the test scenes
+    n_hq: int = required(ge=1)  # clean, uniform digit classes
+    n_pool: int = required(ge=1)  # mixed quality, long-tailed digit classes
+    n_probe_train: int = required(ge=1)  # clean single-digit scenes for linear probes
+    n_test: int = required(ge=1)  # clean scenes from held-out digits
+    pool_noise: Dict[str, float] = unit(factory=lambda: dict.fromkeys(("wrong_colour", "wrong_digit", "unrelated"), REQUIRED))
+    tail_ratio: float = required(gt=0)  # pool: digit 0 is tail_ratio x as frequent as digit 9
     # 1, 2, 3 digits (hq, pool)
-    count_probs: List[float] = bounded(factory=lambda: [1.0, 1.0, 1.0], ge=0, nonempty=True)
+    count_probs: List[float] = required(ge=0, nonempty=True)
     # half single-digit scenes
-    test_count_probs: List[float] = bounded(factory=lambda: [2.0, 1.0, 1.0], ge=0, nonempty=True)
-    seed: int = bounded(0, ge=0)
+    test_count_probs: List[float] = required(ge=0, nonempty=True)
+    seed: int = required(ge=0)
 
 
 @dataclass
 class ClipModelConfig:
     """A small CLIP dual encoder from open_clip's blocks (common/clip.py)."""
 
-    embed_dim: int = bounded(64, ge=1)
-    image_tower: str = "cnn"  # cnn (common.clip.SmallCNN) | resnet (open_clip ModifiedResNet) | vit (open_clip ViT)
-    cnn_widths: List[int] = bounded(factory=lambda: [32, 64, 128], ge=1, nonempty=True)
+    embed_dim: int = required(ge=1)
+    image_tower: str = REQUIRED  # cnn (common.clip.SmallCNN) | resnet (open_clip ModifiedResNet) | vit (open_clip ViT)
+    cnn_widths: List[int] = required(ge=1, nonempty=True)
     resnet_layers: List[int] = bounded(factory=lambda: [1, 1, 1, 1], ge=1, nonempty=True)
     resnet_width: int = bounded(16, ge=1)
     vit_width: int = bounded(96, ge=1)
     vit_layers: int = bounded(4, ge=1)
     vit_patch: int = bounded(8, ge=1)
     vit_head_width: int = bounded(32, ge=1)
-    text_width: int = bounded(64, ge=1)
-    text_layers: int = bounded(2, ge=1)
-    text_heads: int = bounded(4, ge=1)
-    context_length: int = bounded(32, ge=1)
+    text_width: int = required(ge=1)
+    text_layers: int = required(ge=1)
+    text_heads: int = required(ge=1)
+    context_length: int = required(ge=1)
 
 
 @dataclass
 class ClipTrainConfig:
-    samples: int = bounded(160000, ge=1)  # samples seen (steps = samples / batch_size)
-    batch_size: int = bounded(256, ge=1)
-    lr: float = bounded(2e-3, gt=0)
-    warmup_steps: int = bounded(20, ge=0)
-    lr_schedule: str = "cosine"
-    weight_decay: float = bounded(1e-4, ge=0)  # Scaling (Down) CLIP's value
+    samples: int = required(ge=1)  # samples seen (steps = samples / batch_size)
+    batch_size: int = required(ge=1)
+    lr: float = required(gt=0)
+    warmup_steps: int = required(ge=0)
+    lr_schedule: str = REQUIRED
+    weight_decay: float = required(ge=0)  # Scaling (Down) CLIP's value
     grad_clip: float = bounded(1.0, ge=0)
     checkpoint_every: int = bounded(100, ge=1)
     keep_checkpoints: int = bounded(1, ge=0)
-    seed: int = bounded(0, ge=0)
+    seed: int = required(ge=0)
     log_every: int = bounded(10, ge=1)
 
 
@@ -431,8 +443,8 @@ class SceneClipConfig:
 
 @dataclass
 class RootConfig:
-    profile: str = "cpu"
-    seed: int = bounded(0, ge=0)
+    profile: str = REQUIRED
+    seed: int = required(ge=0)
     paths: PathsConfig = field(default_factory=PathsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -17,7 +17,7 @@ import common.diffusion
 import common.models
 import common.training
 
-from .config import BaseModelConfig, DataConfig, to_dict
+from .config import DataConfig, NetworkConfig, to_dict
 from .diffusion import NoiseInput, NoiseSchedule, denoising_loss, unet_fn
 from .models import build_unet, count_parameters, save_diffusion_model
 from .seeding import seed_everything
@@ -34,7 +34,7 @@ class DiffusionRun:
     schedule: NoiseSchedule
 
 
-def train_diffusion_model(model_cfg: BaseModelConfig, data_cfg: DataConfig, x, y, run_dir: Path, out_dir: Path, *,
+def train_diffusion_model(model_cfg: NetworkConfig, data_cfg: DataConfig, x, y, run_dir: Path, out_dir: Path, *,
                           noise_input: Optional[NoiseInput] = None, desc: str = "diffusion model",
                           ema_snapshots: Sequence[int] = (), snapshot_fn: Optional[Callable] = None,
                           code_files: Sequence[Path] = (), extra_identity: Optional[dict] = None,

@@ -87,7 +87,9 @@ def scene_splits(dest: Path, n: int = 4, seed: int = 0) -> Path:
 
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(10), 4)
-    cfg = ScenesConfig(heldout_digits=10, n_hq=n, n_pool=n, n_probe_train=n, n_test=n)
+    cfg = ScenesConfig(source="mnist", heldout_digits=10, n_hq=n, n_pool=n, n_probe_train=n, n_test=n, tail_ratio=30.0,
+                       count_probs=[1.0, 1.0, 1.0], test_count_probs=[2.0, 1.0, 1.0], seed=0,
+                       pool_noise={"wrong_colour": 0.15, "wrong_digit": 0.15, "unrelated": 0.3})
     build_scenes(rng.integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8), labels, cfg, Path(dest))
     return Path(dest)
 

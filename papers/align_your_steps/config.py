@@ -3,51 +3,51 @@
 from dataclasses import dataclass, field
 from typing import List
 
-from common.config import RootConfig, bounded, seed_list, unit
+from common.config import REQUIRED, RootConfig, required
 
 
 @dataclass
 class SamplerConfig:
-    eta: float = unit(0.0)  # DDIM (eta = 0: Euler in sigma); 1.0 is the stochastic DDIM the KLUB is derived for
-    clip_x0: bool = False  # the paper uses no thresholding (Sec. 5.2)
-    guidance_scale: float = bounded(1.0, ge=0)  # plain conditional sampling
+    eta: float = required(ge=0, le=1)  # DDIM (eta = 0: Euler in sigma); 1.0 is the stochastic DDIM the KLUB is derived for
+    clip_x0: bool = REQUIRED  # the paper uses no thresholding (Sec. 5.2)
+    guidance_scale: float = required(ge=0)  # plain conditional sampling
 
 
 @dataclass
 class OptimizeConfig:
     """Algorithm 1 with the hierarchical refinement of Sec. 3.3 / App. B.1."""
 
-    num_steps: int = bounded(10, ge=1)  # the coarse schedule optimised first
-    init: str = "time_uniform"  # App. B.1: time-uniform for discrete-time models (edm | log_snr also allowed)
-    num_data: int = bounded(256, ge=1)  # data subset x_0 of the KLUB (paper: 8192)
-    num_draws: int = bounded(64, ge=1)  # Monte Carlo draws per KLUB estimate (shared by a point's candidates)
-    num_candidates: int = bounded(11, ge=1)  # App. B.1: 11 candidates, the current value among them
-    reach: float = bounded(0.8, gt=0, le=1)  # candidates span this fraction of the log-gap to each neighbour
-    c: float = bounded(0.5, gt=0)  # Sec. 3.3: data std assumed by the importance-sampling density
-    max_sweeps: int = bounded(6, ge=1)  # passes of Algorithm 1 over all interior points (early stopping may end sooner)
-    refine_rounds: int = bounded(1, ge=0)  # subdivisions after the coarse stage (paper: 2, i.e. 10 -> 20 -> 40 steps)
-    refine_sweeps: int = bounded(1, ge=1)  # passes over the new points of each round (their intervals are fixed)
-    seed: int = bounded(0, ge=0)
+    num_steps: int = required(ge=1)  # the coarse schedule optimised first
+    init: str = REQUIRED  # App. B.1: time-uniform for discrete-time models (edm | log_snr also allowed)
+    num_data: int = required(ge=1)  # data subset x_0 of the KLUB (paper: 8192)
+    num_draws: int = required(ge=1)  # Monte Carlo draws per KLUB estimate (shared by a point's candidates)
+    num_candidates: int = required(ge=1)  # App. B.1: 11 candidates, the current value among them
+    reach: float = required(gt=0, le=1)  # candidates span this fraction of the log-gap to each neighbour
+    c: float = required(gt=0)  # Sec. 3.3: data std assumed by the importance-sampling density
+    max_sweeps: int = required(ge=1)  # passes of Algorithm 1 over all interior points (early stopping may end sooner)
+    refine_rounds: int = required(ge=0)  # subdivisions after the coarse stage (paper: 2, i.e. 10 -> 20 -> 40 steps)
+    refine_sweeps: int = required(ge=1)  # passes over the new points of each round (their intervals are fixed)
+    seed: int = required(ge=0)
 
 
 @dataclass
 class EarlyStoppingConfig:
     """App. A.3 / B.1: stop the coarse stage when a perceptual proxy (FID here) stops improving."""
 
-    enabled: bool = True
-    num_samples: int = bounded(300, ge=1)
-    seed: int = bounded(100, ge=0)  # disjoint from compare.seeds
-    patience: int = bounded(2, ge=1)  # sweeps without a new best before stopping
+    enabled: bool = REQUIRED
+    num_samples: int = required(ge=1)
+    seed: int = required(ge=0)  # disjoint from compare.seeds
+    patience: int = required(ge=1)  # sweeps without a new best before stopping
 
 
 @dataclass
 class CompareConfig:
-    nfe: List[int] = bounded(factory=lambda: [5, 10, 20], ge=1, nonempty=True)
-    num_samples: int = bounded(400, ge=1)
-    seeds: List[int] = seed_list(1, 2, 3)
-    baselines: List[str] = field(default_factory=lambda: ["time_uniform", "edm", "log_snr"])
-    edm_rho: float = bounded(7.0, gt=0)
-    klub_draws: int = bounded(256, ge=1)  # Monte Carlo draws for the KLUB of every compared schedule (report only)
+    nfe: List[int] = required(ge=1, nonempty=True)
+    num_samples: int = required(ge=1)
+    seeds: List[int] = required(ge=0, nonempty=True)
+    baselines: List[str] = REQUIRED
+    edm_rho: float = required(gt=0)
+    klub_draws: int = required(ge=1)  # Monte Carlo draws for the KLUB of every compared schedule (report only)
 
 
 @dataclass

@@ -3,23 +3,23 @@
 from dataclasses import dataclass, field
 from typing import List
 
-from common.config import BaseModelConfig, RootConfig, bounded, seed_list
+from common.config import REQUIRED, NetworkConfig, RootConfig, required
 
 
 @dataclass
 class EvalConfig:
-    samplers: List[str] = field(default_factory=lambda: ["ddim", "ddpm"])
-    nfe: List[int] = bounded(factory=lambda: [10, 20, 50], ge=1)
-    ddpm_nfe: List[int] = bounded(factory=lambda: [50], ge=1)  # ancestral sampling is poor at few steps
-    spacing: str = "linspace"  # ADM respacing
-    num_samples: int = bounded(400, ge=1)
-    seeds: List[int] = seed_list(1)  # sampling seeds, per trained model
-    guidance_scale: float = bounded(1.0, ge=0)
+    samplers: List[str] = REQUIRED
+    nfe: List[int] = required(ge=1)
+    ddpm_nfe: List[int] = required(ge=1)  # ancestral sampling is poor at few steps
+    spacing: str = REQUIRED  # ADM respacing
+    num_samples: int = required(ge=1)
+    seeds: List[int] = required(ge=0, nonempty=True)  # sampling seeds, per trained model
+    guidance_scale: float = required(ge=0)
 
 
 @dataclass
 class DdpmIpConfig(RootConfig):
-    gamma: float = bounded(0.1, ge=0)  # the paper's default (0.15 on CIFAR-10)
-    train_seeds: List[int] = seed_list(0, 1, 2)  # each arm is trained once per seed
-    model: BaseModelConfig = field(default_factory=BaseModelConfig)  # the network trained by both arms
+    gamma: float = required(ge=0)  # the paper's default (0.15 on CIFAR-10)
+    train_seeds: List[int] = required(ge=0, nonempty=True)  # each arm is trained once per seed
+    model: NetworkConfig = field(default_factory=NetworkConfig)  # the network trained by both arms
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -3,33 +3,33 @@
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from common.config import RootConfig, bounded, seed_list
+from common.config import REQUIRED, RootConfig, required
 
 
 @dataclass
 class SamplerConfig:
-    method: str = "ddpm"  # ddpm (ADM's ancestral sampler, as in the paper's Table 1) | ddim
-    spacing: str = "linspace"  # ADM respacing
-    clip_x0: bool = True  # the official code clips x0_hat; without it ES diverges at the first step
-    guidance_scale: float = bounded(1.0, ge=0)  # plain conditional sampling: no classifier-free guidance
+    method: str = REQUIRED  # ddpm (ADM's ancestral sampler, as in the paper's Table 1) | ddim
+    spacing: str = REQUIRED  # ADM respacing
+    clip_x0: bool = REQUIRED  # the official code clips x0_hat; without it ES diverges at the first step
+    guidance_scale: float = required(ge=0)  # plain conditional sampling: no classifier-free guidance
 
 
 @dataclass
 class CompareConfig:
-    nfe: List[int] = bounded(factory=lambda: [10, 20, 50], ge=1, nonempty=True)
-    num_samples: int = bounded(500, ge=1)
-    seeds: List[int] = seed_list(1, 2, 3)
-    b: Optional[float] = bounded(None, gt=0)  # None: the argmin of the sweep (chosen on the sweep's own seeds)
-    linear_nfe: int = bounded(20, ge=1)  # where the linear schedule k t + b is compared
-    linear_b0: float = bounded(1.0, gt=0)  # lambda on the last step of the linear schedule
+    nfe: List[int] = required(ge=1, nonempty=True)
+    num_samples: int = required(ge=1)
+    seeds: List[int] = required(ge=0, nonempty=True)
+    b: Optional[float] = required(gt=0)  # None: the argmin of the sweep (chosen on the sweep's own seeds)
+    linear_nfe: int = required(ge=1)  # where the linear schedule k t + b is compared
+    linear_b0: float = required(gt=0)  # lambda on the last step of the linear schedule
 
 
 @dataclass
 class SweepConfig:
-    nfe: int = bounded(20, ge=1)
-    b: List[float] = bounded(factory=lambda: [1.0, 1.005, 1.01, 1.02, 1.03, 1.05], gt=0, nonempty=True)
-    num_samples: int = bounded(300, ge=1)
-    seeds: List[int] = seed_list(100, 101, 102)
+    nfe: int = required(ge=1)
+    b: List[float] = required(gt=0, nonempty=True)
+    num_samples: int = required(ge=1)
+    seeds: List[int] = required(ge=0, nonempty=True)
 
 
 @dataclass

@@ -3,12 +3,12 @@
 from dataclasses import dataclass
 from typing import Optional
 
-from common.config import RootConfig, bounded
+from common.config import RootConfig, required
 
 
 @dataclass
 class ExposureBiasConfig(RootConfig):
-    es_b: Optional[float] = bounded(None, gt=0)  # None: the b* papers/epsilon_scaling selected on its sweep seeds
+    es_b: Optional[float] = required(gt=0)  # None: the b* papers/epsilon_scaling selected on its sweep seeds
     # None: the (window, cutoff) papers/time_shift selected on its sweep seed
-    ts_window: Optional[int] = bounded(None, ge=1)
-    ts_cutoff: Optional[int] = bounded(None, ge=0)
+    ts_window: Optional[int] = required(ge=1)
+    ts_cutoff: Optional[int] = required(ge=0)

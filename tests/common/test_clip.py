@@ -19,7 +19,7 @@ def tok():
 
 
 def tiny_spec(**kw):
-    return ClipModelConfig(**{**dict(embed_dim=16, cnn_widths=[8, 16], text_width=16, text_layers=1, text_heads=2,
+    return ClipModelConfig(**{**dict(embed_dim=16, image_tower="cnn", cnn_widths=[8, 16], text_width=16, text_layers=1, text_heads=2,
                                      context_length=32), **kw})
 
 
@@ -146,7 +146,8 @@ def test_flops_per_sample_counts_a_matmul():
 
 
 def test_train_config_counts_samples():
-    t = ClipTrainConfig(samples=1000, batch_size=64, warmup_steps=20)
+    t = ClipTrainConfig(samples=1000, batch_size=64, warmup_steps=20, lr=2e-3, lr_schedule="cosine", weight_decay=1e-4,
+                        seed=0)
     c = clip.train_config(t)
     assert c.steps == 16 and c.batch_size == 64 and c.warmup_steps == 3
     assert clip.train_config(t, samples=64).steps == 1

@@ -17,8 +17,10 @@ def scenes():
 
 def test_run_is_cached_and_curve_recorded(scenes, tmp_path):
     train, probe, test = scenes
-    spec = ClipModelConfig(embed_dim=8, cnn_widths=[4, 8], text_width=8, text_layers=1, text_heads=2)
-    t = ClipTrainConfig(samples=128, batch_size=16, checkpoint_every=4, log_every=2)
+    spec = ClipModelConfig(embed_dim=8, image_tower="cnn", cnn_widths=[4, 8], text_width=8, text_layers=1, text_heads=2,
+                           context_length=32)
+    t = ClipTrainConfig(samples=128, batch_size=16, lr=2e-3, warmup_steps=20, lr_schedule="cosine", weight_decay=1e-4,
+                        seed=0, checkpoint_every=4, log_every=2)
     tok = clip.build_tokenizer()
     kw = dict(spec=spec, t=t, seed=0, run_dir=tmp_path, tok=tok, probe=probe, test=test)
     a = run_clip("a", train, eval_samples=[32, 96], **kw)
@@ -56,8 +58,10 @@ def test_interrupted_run_resumes_and_finished_run_retrains(scenes, tmp_path):
     from common.training import COMPLETE
 
     train, probe, test = scenes
-    spec = ClipModelConfig(embed_dim=8, cnn_widths=[4, 8], text_width=8, text_layers=1, text_heads=2)
-    t = ClipTrainConfig(samples=128, batch_size=16, checkpoint_every=4, log_every=2)
+    spec = ClipModelConfig(embed_dim=8, image_tower="cnn", cnn_widths=[4, 8], text_width=8, text_layers=1, text_heads=2,
+                           context_length=32)
+    t = ClipTrainConfig(samples=128, batch_size=16, lr=2e-3, warmup_steps=20, lr_schedule="cosine", weight_decay=1e-4,
+                        seed=0, checkpoint_every=4, log_every=2)
     tok = clip.build_tokenizer()
     kw = dict(spec=spec, t=t, seed=0, tok=tok, probe=probe, test=test, eval_samples=[32, 96])
     ref = run_clip("a", train, run_dir=tmp_path / "ref", **kw)

@@ -236,13 +236,17 @@ def test_every_range_error_is_collected_on_one_line(root):
     assert "\n" not in str(e.value) and str(e.value).startswith(e.value.errors[0])
 
 
-def test_a_subclass_that_only_changes_a_default_keeps_the_bounds(root):
-    from papers.sing_diffusion.config import NetTrainConfig, SingDiffusionConfig
+def test_a_subclass_that_only_changes_a_default_keeps_the_bounds():
+    from dataclasses import dataclass
 
-    assert NetTrainConfig().steps == 1000  # re-declared without metadata in the subclass
-    _paper_root(root, "sing_diffusion")
-    with pytest.raises(ConfigError, match=r"papers/sing_diffusion/params\.yaml: train\.steps = 0 must be >= 1"):
-        load_config(SingDiffusionConfig, paper="sing_diffusion", root=root, overrides=["train.steps=0"])
+    from common.config import TrainConfig, bounds_of
+
+    @dataclass
+    class ShortTrain(TrainConfig):
+        steps: int = 10  # re-declared without metadata
+
+    assert bounds_of(ShortTrain, "steps") == bounds_of(TrainConfig, "steps") and bounds_of(ShortTrain, "steps").ge == 1
+    assert list(range_violations(ShortTrain(steps=0))) == [("steps", 0, "must be >= 1")]
 
 
 def test_optional_fields_are_checked_only_when_set(root):
@@ -330,19 +334,17 @@ def test_user_errors_are_one_class_and_keep_their_builtin_bases():
 # --------------------------------------------------------------------------- each default written once
 def _schemas():
     """(params file, schema, module whose dataclasses that file owns) for the root and every paper."""
-    import importlib
+    from common.cli import paper_schema
 
     yield "params.yaml", RootConfig, "common.config"
-    for cfg_py in sorted((REPO / "papers").glob("*/config.py")):
-        mod = importlib.import_module(f"papers.{cfg_py.parent.name}.config")
-        schema = next(c for c in vars(mod).values() if isinstance(c, type) and issubclass(c, RootConfig)
-                      and c is not RootConfig and c.__module__ == mod.__name__)
-        yield f"papers/{cfg_py.parent.name}/params.yaml", schema, mod.__name__
+    for params in sorted((REPO / "papers").glob("*/params.yaml")):
+        yield f"papers/{params.parent.name}/params.yaml", paper_schema(params.parent.name), \
+            f"papers.{params.parent.name}.config"
 
 
 def _written_twice(typ, default_obj, data, module, prefix=""):
-    """(key, dataclass default, params value) for every key `data` (a params file's body) writes whose
-    dataclass default, in a class of `module`, is not the REQUIRED marker."""
+    """Each key `data` (a params file's body) writes whose dataclass field also holds a value: the same value
+    (written twice), or a default of the file's own schema module that params.yaml always replaces (dead)."""
     import dataclasses
 
     from common.config import REQUIRED
@@ -350,26 +352,34 @@ def _written_twice(typ, default_obj, data, module, prefix=""):
     for f in dataclasses.fields(typ):
         if f.name not in data:
             continue
-        if default_obj is not None:
-            d = getattr(default_obj, f.name)
-        elif f.default is not dataclasses.MISSING:
-            d = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            d = f.default_factory()
-        else:
-            continue
+        d = getattr(default_obj, f.name)
         if dataclasses.is_dataclass(d) and isinstance(data[f.name], dict):
             yield from _written_twice(type(d), d, data[f.name], module, f"{prefix}{f.name}.")
-        elif typ.__module__ == module and d != REQUIRED:
-            yield f"{prefix}{f.name}", d, data[f.name]
+        elif d == REQUIRED or isinstance(d, dict) and d and all(v == REQUIRED for v in d.values()):
+            continue  # a schema-only field: its value lives in params.yaml
+        elif d == data[f.name]:
+            yield f"{prefix}{f.name}: {d!r} in both the dataclass and params.yaml"
+        elif typ.__module__ == module:
+            yield f"{prefix}{f.name}: dataclass default {d!r} is never used (params.yaml sets {data[f.name]!r})"
 
 
 @pytest.mark.parametrize("params, schema, module", list(_schemas()), ids=lambda v: str(v).split("/")[-2]
                          if "/" in str(v) else None)
-def test_dataclass_defaults_agree_with_the_cpu_params(params, schema, module):
-    """Each default written once: where params.yaml and a dataclass (of the file's own schema module) both give a
-    value, they agree; a value only params.yaml should hold is a `required()` field (docs/full_profile.md)."""
+def test_each_value_is_written_once(params, schema, module):
+    """Each default written once: a key params.yaml sets is a `required()` / REQUIRED field of the schema
+    (docs/full_profile.md), or an override of a shared class's default with a different value."""
     data = {k: v for k, v in yaml.safe_load((REPO / params).read_text()).items() if k != "profiles"}
-    bad = [f"{k}: dataclass {d!r} vs {params} {v!r}" for k, d, v in _written_twice(schema, None, data, module)
-           if d != v]
-    assert not bad, "\n".join(bad)
+    bad = list(_written_twice(schema, schema(), data, module))
+    assert not bad, f"{params}:\n" + "\n".join(bad)
+
+
+def test_the_written_once_check_fails_on_a_duplicate():
+    from papers.cads.config import CADSConfig
+
+    data = {"diversity_k": 5, "sampler": {"nfe": 20}}
+    cfg = CADSConfig()
+    cfg.diversity_k = 5  # as if the dataclass still held the default
+    assert list(_written_twice(CADSConfig, cfg, data, "papers.cads.config")) == [
+        "diversity_k: 5 in both the dataclass and params.yaml"]
+    cfg.diversity_k = 3
+    assert "never used" in list(_written_twice(CADSConfig, cfg, data, "papers.cads.config"))[0]

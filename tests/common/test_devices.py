@@ -21,7 +21,8 @@ from common.models import build_unet
 from common.sampling import Hooks, SamplingSpec, ddpm_step, generate_all
 from common.training import step_generator, train
 
-UNET = UNetConfig(block_out_channels=[8, 16], attention_levels=[False, True], norm_num_groups=4, attention_head_dim=4)
+UNET = UNetConfig(block_out_channels=[8, 16], attention_levels=[False, True], layers_per_block=1, num_classes=10,
+                  norm_num_groups=4, attention_head_dim=4)
 CUDA = torch.device("cuda", 0)
 
 
@@ -144,7 +145,8 @@ def test_train_moves_batches_model_and_ema_to_the_accelerator_device(tmp_path):
                     ema={p.device for p in ema.shadow_params}, generator=gen.device)
         raise _Stop  # the step itself cannot run on meta (the loss is read with .item())
 
-    cfg = TrainConfig(steps=2, batch_size=4, lr=1e-3, warmup_steps=0, checkpoint_every=2, seed=0, log_every=1)
+    cfg = TrainConfig(steps=2, batch_size=4, lr=1e-3, warmup_steps=0, lr_schedule="constant_with_warmup", ema_decay=0.995,
+                      cond_dropout=0.1, checkpoint_every=2, seed=0, log_every=1)
     data = (torch.zeros(8, 1, 8, 8), torch.zeros(8, dtype=torch.long))
     with pytest.raises(_Stop):
         train(build_unet(UNET, 8, 1), loss_fn, data, cfg, tmp_path / "ckpt", accelerator=acc)

@@ -169,7 +169,7 @@ def small_lm(tmp_path_factory):
     tok = build_tokenizer(docs + all_texts(kb))
     model = build_model(LMSpec(1, 48, 2, 64), tok, seed=0)
     cfg = TrainConfig(steps=120, batch_size=16, lr=1e-2, warmup_steps=10, lr_schedule="cosine", checkpoint_every=1000,
-                      keep_checkpoints=1, log_every=60)
+                      keep_checkpoints=1, log_every=60, ema_decay=0.995, cond_dropout=0.1, seed=0)
     res = train(model, lm_loss, (pack(docs, tok, 32),), cfg, tmp_path_factory.mktemp("lm"), use_ema=False)
     return res.model.eval(), tok, kb
 

@@ -10,7 +10,7 @@ SCRIPT = textwrap.dedent("""
     import sys
     from common.config import RootConfig
     from common.tracking import log_run
-    cfg = RootConfig()
+    cfg = RootConfig(profile="cpu")
     cfg.tracking.uri = sys.argv[1]
     for i in range(3):
         log_run(cfg, "concurrency", f"{sys.argv[2]}-{i}", {"a": {"b": i}}, {"fid[mnist-classifier]": 1.5 + i},
@@ -39,7 +39,7 @@ def test_two_processes_log_at_once(tmp_path):
 def _cfg(tmp_path):
     from common.config import RootConfig
 
-    cfg = RootConfig()
+    cfg = RootConfig(profile="cpu")
     cfg.tracking.uri = f"sqlite:///{tmp_path}/mlflow.db"
     return cfg
 

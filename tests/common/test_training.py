@@ -41,7 +41,7 @@ def _loss(m, xb, yb, gen):
 
 def _cfg(**kw):
     base = dict(steps=12, batch_size=16, lr=1e-2, warmup_steps=2, checkpoint_every=4, keep_checkpoints=2, seed=3,
-                log_every=2, ema_decay=0.9)
+                log_every=2, ema_decay=0.9, lr_schedule="constant_with_warmup", cond_dropout=0.1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -242,26 +242,27 @@ def test_budget_config_equals_the_hand_built_configs_it_replaces():
     from common.config import ClipTrainConfig
 
     for n in (400, 30):  # classifier steps: cpu, tiny
-        old = TrainConfig(steps=n, batch_size=128, lr=2e-3, warmup_steps=min(50, n // 10), lr_schedule="cosine",
+        old = TrainConfig(steps=n, ema_decay=0.0, batch_size=128, lr=2e-3, warmup_steps=min(50, n // 10), lr_schedule="cosine",
                           seed=0, checkpoint_every=max(n, 1), keep_checkpoints=1, cond_dropout=0.0, grad_clip=1.0,
                           log_every=max(1, n // 20))
         assert budget_config(n, warmup_steps=50, batch_size=128, lr=2e-3, lr_schedule="cosine", seed=0,
                              checkpoint_every=n, keep_checkpoints=1, grad_clip=1.0, log_every=max(1, n // 20)) == old
     for n, w in ((1260, 50), (290, 10), (7, 10)):  # knowledge LM
-        old = TrainConfig(steps=n, batch_size=32, lr=1e-2, warmup_steps=min(w, n // 10), lr_schedule="cosine",
+        old = TrainConfig(steps=n, ema_decay=0.0, batch_size=32, lr=1e-2, warmup_steps=min(w, n // 10), lr_schedule="cosine",
                           weight_decay=0.0, grad_clip=1.0, cond_dropout=0.0, checkpoint_every=min(200, n),
                           keep_checkpoints=1, seed=0, log_every=min(20, n))
         assert budget_config(n, warmup_steps=w, batch_size=32, lr=1e-2, lr_schedule="cosine", weight_decay=0.0,
                              grad_clip=1.0, checkpoint_every=200, keep_checkpoints=1, seed=0, log_every=20) == old
     for samples, bs, w in ((61440, 256, 20), (20000, 256, 20), (24000, 256, 20), (256, 32, 2), (640, 32, 4)):
-        t = ClipTrainConfig(samples=samples, batch_size=bs, warmup_steps=w)
+        t = ClipTrainConfig(samples=samples, batch_size=bs, warmup_steps=w, lr=2e-3, lr_schedule="cosine",
+                            weight_decay=1e-4, seed=0)
         n = max(1, int(np.ceil(samples / bs)))
-        old = TrainConfig(steps=n, batch_size=bs, lr=t.lr, warmup_steps=min(w, n // 5), lr_schedule=t.lr_schedule,
+        old = TrainConfig(steps=n, ema_decay=0.0, batch_size=bs, lr=t.lr, warmup_steps=min(w, n // 5), lr_schedule=t.lr_schedule,
                           weight_decay=t.weight_decay, grad_clip=t.grad_clip, cond_dropout=0.0,
                           checkpoint_every=min(t.checkpoint_every, n), keep_checkpoints=t.keep_checkpoints,
                           seed=t.seed, log_every=min(t.log_every, n))
         assert clip.train_config(t) == old and steps_for(samples, bs) == n
-    old = TrainConfig(steps=48, batch_size=16, lr=1e-3, warmup_steps=0, lr_schedule="constant", weight_decay=0.0,
+    old = TrainConfig(steps=48, ema_decay=0.0, batch_size=16, lr=1e-3, warmup_steps=0, lr_schedule="constant", weight_decay=0.0,
                       grad_clip=1.0, cond_dropout=0.0, checkpoint_every=48, keep_checkpoints=1, seed=3, log_every=16)
     assert budget_config(48, batch_size=16, lr=1e-3, lr_schedule="constant", weight_decay=0.0, grad_clip=1.0,
                          checkpoint_every=48, keep_checkpoints=1, seed=3, log_every=16) == old  # new_knowledge

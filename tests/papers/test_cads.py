@@ -113,7 +113,7 @@ def test_per_sample_gamma():
 # --------------------------------------------------------------------------- the class-embedding hook
 def tiny_unet(seed=0):
     torch.manual_seed(seed)
-    cfg = UNetConfig(block_out_channels=[8, 16], attention_levels=[False, True], norm_num_groups=4,
+    cfg = UNetConfig(block_out_channels=[8, 16], attention_levels=[False, True], norm_num_groups=4, layers_per_block=1,
                      attention_head_dim=4, num_classes=10)
     return build_unet(cfg, resolution=8, channels=1).eval().requires_grad_(False)
 
@@ -173,7 +173,7 @@ def test_cads_conditions_on_embeddings_and_leaves_the_network_as_it_was():
 
 
 def test_unconditional_unet_is_refused():
-    cfg = UNetConfig(block_out_channels=[8, 16], attention_levels=[False, True], norm_num_groups=4,
+    cfg = UNetConfig(block_out_channels=[8, 16], attention_levels=[False, True], norm_num_groups=4, layers_per_block=1,
                      attention_head_dim=4, num_classes=0)
     with pytest.raises(TypeError, match="class-conditional"):
         with condition_annealing(build_unet(cfg, 8, 1), CADS(), NULL):

@@ -178,8 +178,10 @@ def test_run_catlip_resume_keeps_one_probe_per_budget(tmp_path, monkeypatch):
     train_set, probe, test = tiny_scenes()
     sets = [caption_to_synsets(c, lemma_lexicon()) for c in train_set.captions]
     targets = multi_hot(sets, build_vocabulary(sets, v_tau=1)[0])
-    spec = ClipModelConfig(embed_dim=8, cnn_widths=[4, 8], text_width=8, text_layers=1, text_heads=2)
-    t = ClipTrainConfig(samples=128, batch_size=16, checkpoint_every=4, log_every=2)  # 8 steps
+    spec = ClipModelConfig(embed_dim=8, image_tower="cnn", cnn_widths=[4, 8], text_width=8, text_layers=1, text_heads=2,
+                           context_length=32)
+    t = ClipTrainConfig(samples=128, batch_size=16, lr=2e-3, warmup_steps=20, lr_schedule="cosine", weight_decay=1e-4,
+                        seed=0, checkpoint_every=4, log_every=2)  # 8 steps
     kw = dict(seed=0, probe=probe, test=test, eval_samples=[32, 96])  # probes after steps 2 and 6
     real_run, names = experiment.run_clip, []
     monkeypatch.setattr(experiment, "run_clip", lambda name, *a, **k: names.append(name) or real_run(name, *a, **k))

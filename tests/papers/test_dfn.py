@@ -53,7 +53,8 @@ def test_score_pairs_matches_common_pair_scores():
     from common.scenes import Scenes
 
     tok = build_tokenizer()
-    spec = ClipModelConfig(cnn_widths=[4, 8], embed_dim=8, text_width=8, text_layers=1, text_heads=2)
+    spec = ClipModelConfig(cnn_widths=[4, 8], embed_dim=8, image_tower="cnn", text_width=8, text_layers=1, text_heads=2,
+                           context_length=32)
     model = build_clip(spec, tok, seed=0).eval()
     imgs = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     caps = ["one digit: small red seven top left"] * 3 + ["two digits: large blue one top left, small red two top right"] * 3

@@ -81,7 +81,8 @@ def test_quality_score_matches_the_shared_pair_scores():
     from common.scenes import Scenes, vocabulary_texts
 
     tok = build_tokenizer()
-    spec = ClipModelConfig(cnn_widths=[4, 8], embed_dim=8, text_width=8, text_layers=1, text_heads=2)
+    spec = ClipModelConfig(cnn_widths=[4, 8], embed_dim=8, image_tower="cnn", text_width=8, text_layers=1, text_heads=2,
+                           context_length=32)
     model = build_clip(spec, tok, seed=0)
     n = 6
     caps = vocabulary_texts()[:n]
