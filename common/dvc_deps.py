@@ -29,6 +29,8 @@ packages `common` and `papers` (REPO_PACKAGES):
   - importing a module runs every enclosing package's `__init__.py`, and they are followed too.
 A module's markdown template (`papers/x/report.md` beside `papers/x/report.py`, the report
 prose) is listed with its module: editing the prose must rerun the report stage.
+A paper's stage (`papers.x.<stage>`) also depends on `papers/x/config.py`, its params schema, which
+`ReportStage.load` imports by name (`common.cli.paper_schema`) rather than by an import statement.
 Package `__init__.py` files are listed only when they hold code: a file that is empty or holds only
 a docstring/comments cannot change behaviour, so it is followed (trivially) but not listed. Adding
 code to one makes it a dep of every stage that imports below it, and `--check` says so.
@@ -162,6 +164,9 @@ def import_closure(root: Path, entry: str, packages: Sequence[str] = REPO_PACKAG
 
     if not add(entry):
         raise DepsError(f"entry module {entry!r} not found under {root}")
+    parts = entry.split(".")
+    if parts[0] == "papers" and len(parts) > 2:  # its config is loaded by name (common.cli.paper_schema)
+        add(f"papers.{parts[1]}.config")
     main = f"{entry}.__main__"
     entry_file = module_file(root, entry, packages)
     if entry_file.name == "__init__.py" and module_file(root, main, packages) is not None:

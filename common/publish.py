@@ -16,13 +16,6 @@ from .report import write_paper_report
 from .tracking import log_rows, log_run
 
 
-def sampling_protocol(cfg, res: dict, **items) -> Dict[str, object]:
-    """Protocol card of a sampling paper on the shared base model: its results.json fields plus `items`."""
-    return {"profile": cfg.profile, "base model": f"models/base_model (step {res['base_model_step']})", **items,
-            "feature extractor": res["backbone"], "reference set": f"held-out split, {res['num_reference']} images",
-            "model calls": f"{res['model_calls']:,}", "wall time (evaluate)": f"{res['eval_seconds']:.0f} s"}
-
-
 def provenance(cfg, inputs: Sequence[Path] = ()) -> Dict[str, object]:
     """Commit, input hashes and environment of a report; refuses a dirty tree outside the tiny profile.
 

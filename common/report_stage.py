@@ -8,12 +8,16 @@ a reader edits sentences without reading Python, and `python -m common.dvc_deps`
 a dep of the report stage (editing it reruns the stage).
 
 Template shape: the first line is `# Title`; the text before the first `## ` heading is the intro
-(the verdict tables are inserted after it); each `## ` heading starts a section. A placeholder that
-the stage does not provide is an error naming the template (Jinja2 StrictUndefined), not a blank.
+(the verdict tables are inserted after it); each `## ` heading starts a section. A `## Protocol`
+section holds the protocol card as `- key: value` lines (`{{ sampling_card }}` expands to the lines
+every sampling paper on the base model shares); it is moved into the report's "Protocol and
+provenance" table, after `profile`. A placeholder that the stage does not provide is an error naming
+the template (Jinja2 StrictUndefined), not a blank.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +53,33 @@ def render_template(path: Path, **values) -> Tuple[str, str, List[str]]:
     return title, chunks[0].strip(), [f"## {c.strip()}" for c in chunks[1:]]
 
 
+PROTOCOL_HEADING = "## Protocol"
+
+
+def split_protocol(path: Path, sections: List[str]) -> Tuple[List[str], Dict[str, str]]:
+    """(the other sections, the `- key: value` lines of the template's `## Protocol` section as a dict)."""
+    rest, card = [], {}
+    for sec in sections:
+        head, _, body = sec.partition("\n")
+        if head.strip() != PROTOCOL_HEADING:
+            rest.append(sec)
+            continue
+        for line in filter(str.strip, body.split("\n")):
+            key, sep, value = line.removeprefix("- ").partition(": ")
+            if not line.startswith("- ") or not sep:
+                raise TemplateError(f"{path}: protocol line {line!r} is not '- key: value'")
+            card[key.strip()] = value.strip()
+    return rest, card
+
+
+def sampling_card(res: dict) -> str:
+    """The protocol lines of a sampling paper on the shared base model, from its results.json fields."""
+    return "\n".join([f"- base model: models/base_model (step {res['base_model_step']})",
+                      f"- feature extractor: {res['backbone']}",
+                      f"- reference set: held-out split, {res['num_reference']} images",
+                      f"- model calls: {res['model_calls']:,}", f"- wall time (evaluate): {res['eval_seconds']:.0f} s"])
+
+
 def errorbar_curve(ax, rows: List[dict], x_key: str, xs: Sequence, metric: str, unit: str, label: str,
                    **where):
     """Stock plot: `metric` vs `x_key`, mean and 95% interval over replication units, one line per arm."""
@@ -76,6 +107,16 @@ def nfe_axis(ax, nfes: Sequence[int], ylabel: str, xlabel: str = "sampling steps
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _calling_paper() -> str:
+    """<paper> of the module `papers.<paper>.report` that called ReportStage.load (also under `python -m`)."""
+    frame = sys._getframe(2)
+    spec = frame.f_globals.get("__spec__")
+    parts = (spec.name if spec is not None else frame.f_globals.get("__name__", "")).split(".")
+    if len(parts) < 3 or parts[0] != "papers":
+        raise ValueError(f"ReportStage.load: cannot tell the paper of module {'.'.join(parts)!r}; pass paper=")
+    return parts[1]
+
+
 @dataclass
 class ReportStage:
     """What every report stage loads before its paper-specific figures and tables."""
@@ -89,12 +130,16 @@ class ReportStage:
     artifacts: List[Path] = field(default_factory=list)
 
     @classmethod
-    def load(cls, config_cls, paper: str, argv: Optional[Sequence[str]] = None, *, results: str = "results.json",
+    def load(cls, argv: Optional[Sequence[str]] = None, *, paper: Optional[str] = None, results: str = "results.json",
              claims: Union[Path, None, bool] = None, template: Optional[Path] = None, out: Optional[Path] = None,
              also: Sequence[str] = ()):
-        """`also`: other JSON outputs of the paper (e.g. curation.json) whose rows the claims read too;
-        `claims=False`: a page without claims (a comparison across papers)."""
-        cfg = load_config(config_cls, paper=paper, overrides=sys.argv[1:] if argv is None else list(argv))
+        """The paper is the calling module's package (`papers.<paper>.report`) unless given, its schema that of
+        papers/<paper>/config.py. `also`: other JSON outputs of the paper (e.g. curation.json) whose rows the
+        claims read too; `claims=False`: a page without claims (a comparison across papers)."""
+        from .cli import paper_schema
+
+        paper = paper or _calling_paper()
+        cfg = load_config(paper_schema(paper), paper=paper, overrides=sys.argv[1:] if argv is None else list(argv))
         here = repo_root() / "papers" / paper
         out = Path(out) if out is not None else resolve(cfg, cfg.paths.reports, paper)
         res = read_json(out / results, keys=("rows",))
@@ -135,15 +180,44 @@ class ReportStage:
         finally:
             p.close(fig)
 
-    def publish(self, protocol: Dict[str, object], params: dict, metrics: Dict[str, float],
-                inputs: Sequence[Path] = (), **values) -> Path:
-        """Render the template with `values` (plus cfg, results, verdicts, table) and write the report."""
+    def ci_table(self, header: Sequence[str], groups: Sequence[Tuple[Any, Dict[str, Any]]], metrics: Sequence[str],
+                 unit: str = "seed", rows: Optional[List[dict]] = None) -> str:
+        """A markdown table: one row per (label, where) group, 'mean [95% CI]' over units per metric."""
+        return table(header, ci_table(self.rows if rows is None else rows, groups, metrics, unit))
+
+    def curves(self, name: str, x_key: str, xs: Sequence, metric: str, arms: Dict[str, Dict[str, Any]],
+               unit: str = "seed", nfe: bool = False, figsize=(5.2, 3.5), **where):
+        """Stock figure: `metric` vs `x_key` with 95% intervals over units, one line per arm
+        (label -> its row filter and line style); log NFE axis if `nfe`. Returns the axes."""
+        with self.figure(name, figsize=figsize) as ax:
+            for label, arm in arms.items():
+                errorbar_curve(ax, self.rows, x_key, xs, metric, unit, label, **where, **arm)
+            if nfe:
+                nfe_axis(ax, xs, metric)
+            else:
+                ax.set(xlabel=x_key, ylabel=metric)
+        return ax
+
+    def publish(self, protocol: Optional[Dict[str, object]] = None, params: Optional[dict] = None,
+                metrics: Optional[Dict[str, float]] = None, inputs: Sequence[Path] = (), **values) -> Path:
+        """Render the template with `values` (plus cfg, results, verdicts, table, sampling_card) and write
+        the report. The protocol card is the template's `## Protocol` section (plus `protocol`); the MLflow
+        params default to the paper's own config sections, the metrics always include results.json's
+        top-level wall times (`*seconds`)."""
+        from .config import RootConfig, to_dict
         from .publish import publish
 
+        card = sampling_card(self.results) if "base_model_step" in self.results else ""
         title, intro, sections = render_template(
             self.template, cfg=self.cfg, res=self.results, verdicts={v.id: v for v in self.verdicts}, table=table,
-            **values)
-        path = publish(self.cfg, self.paper, title, intro, self.verdicts, sections, protocol, params, metrics,
-                       [self.figures, *self.artifacts], inputs)
+            sampling_card=card, **values)
+        sections, card = split_protocol(self.template, sections)
+        protocol = {"profile": self.cfg.profile, **card, **(protocol or {})}
+        if params is None:
+            root = {f.name for f in dataclasses.fields(RootConfig)}
+            params = {k: v for k, v in to_dict(self.cfg).items() if k not in root}
+        seconds = {k: float(v) for k, v in self.results.items() if k.endswith("seconds") and isinstance(v, (int, float))}
+        path = publish(self.cfg, self.paper, title, intro, self.verdicts, sections, protocol, params,
+                       {**seconds, **(metrics or {})}, [self.figures, *self.artifacts], inputs)
         print(f"wrote {path}")
         return path
