@@ -442,6 +442,48 @@ class SceneClipConfig:
 
 
 @dataclass
+class BlocksConfig:
+    """A stack of DiT blocks: width, depth and attention heads (the DiT's, or MaskDiT's decoder)."""
+
+    hidden_size: int = required(ge=1)
+    depth: int = required(ge=1)
+    num_heads: int = required(ge=1)
+
+
+@dataclass
+class DitNetConfig(BlocksConfig):
+    """A class-conditional DiT (common/dit.py: diffusers' DiTTransformer2DModel); labels 0..K-1 plus a null label."""
+
+    patch_size: int = required(ge=1)  # 16x16 images, patch 2: 64 tokens
+    num_classes: int = required(ge=1)
+
+
+@dataclass
+class EDMConfig:
+    """EDM's preconditioning, training noise and sampler range (common/edm.py)."""
+
+    sigma_data: float = required(gt=0)
+    p_mean: float = required(ge=-10, le=10)  # ln sigma ~ N(p_mean, p_std^2) in training (sigma within e^+-10)
+    p_std: float = required(gt=0)
+    sigma_min: float = required(gt=0)
+    sigma_max: float = required(gt=0)
+    rho: float = required(gt=0)  # Karras sampling schedule
+
+
+@dataclass
+class DitConfig:
+    """The shared plain-DiT baseline (root stage train_dit): one run per training seed, EMA snapshots kept at
+    `snapshots` so papers compare against it at equal training cost (a constant-LR run's EMA at step s is the
+    final EMA of an s-step run with the same seed)."""
+
+    net: DitNetConfig = field(default_factory=DitNetConfig)
+    edm: EDMConfig = field(default_factory=EDMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    train_seeds: List[int] = required(ge=0, nonempty=True)
+    snapshots: List[int] = required(ge=1)  # EMA snapshot steps besides the last one
+
+
+@dataclass
 class RootConfig:
     profile: str = REQUIRED
     seed: int = required(ge=0)
@@ -454,6 +496,7 @@ class RootConfig:
     knowledge_lm: KnowledgeLMConfig = field(default_factory=KnowledgeLMConfig)
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
     scene_clip: SceneClipConfig = field(default_factory=SceneClipConfig)
+    dit: DitConfig = field(default_factory=DitConfig)
 
 
 C = TypeVar("C", bound=RootConfig)
