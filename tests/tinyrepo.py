@@ -42,6 +42,10 @@ def env_for(root: Path) -> dict:
     env.update({"DVC_ROOT": str(root), "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
                 "PYTHONPATH": str(root), "DVC_NO_ANALYTICS": "1", "TQDM_DISABLE": "1"})
     env.pop("REPLICATE_KILL_AT_STEP", None)
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        # pytest -n: the workers already fill the cores; a stage with one thread per core each would
+        # oversubscribe them (tiny tensors run ~10x slower on contended threads than on one free one)
+        env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     return env
 
 

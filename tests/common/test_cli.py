@@ -309,7 +309,8 @@ def test_check_reports_every_error_once_with_the_stages(tmp_path):
     ]
     out = io.StringIO()
     assert check(["."], root=tmp_path, out=out) == 0  # the root pipeline does not read the paper's file
-    assert out.getvalue() == "ok: dvc.yaml (current profile): 8 stages\n"
+    n_root = len(yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"])
+    assert out.getvalue() == f"ok: dvc.yaml (current profile): {n_root} stages\n"
 
 
 def test_check_main_arguments(capsys):
