@@ -484,6 +484,60 @@ class DitConfig:
 
 
 @dataclass
+class TeacherPairsConfig:
+    """The base model's deterministic ODE pairs for the one-step distillation papers (root stage teacher_pairs)."""
+
+    num_train: int = required(ge=1)
+    num_heldout: int = required(ge=1)
+    nfe: int = required(ge=1)  # DDIM (eta 0) steps of the teacher, linspace spacing
+    guidance_scale: float = required(ge=0)  # 1 = plain conditional (one network call per step)
+    clip_x0: bool = REQUIRED  # the shared sampler's x0 clipping to [-1, 1]
+    train_seed: int = required(ge=0)  # sampling seed of the train split (per-sample seeds derive from it)
+    heldout_seed: int = required(ge=0)  # ... of the held-out split (a different seed: no shared x_T)
+    batch_size: int = bounded(250, ge=1)  # samples per sampler call (the pairs do not depend on it)
+
+
+@dataclass
+class AutoencoderNetConfig:
+    """A diffusers AutoencoderKL: one Down/UpEncoderBlock2D per entry; len - 1 halvings of the resolution."""
+
+    block_out_channels: List[int] = required(ge=1, nonempty=True)
+    layers_per_block: int = required(ge=1)
+    latent_channels: int = required(ge=1)
+    norm_num_groups: int = required(ge=1)
+
+
+@dataclass
+class AutoencoderConfig:
+    """The shared AutoencoderKL (root stage train_autoencoder): LatentLPIPS's latent space, a standard-VAE baseline."""
+
+    net: AutoencoderNetConfig = field(default_factory=AutoencoderNetConfig)
+    kl_weight: float = required(ge=0)  # weight of KL(q(z|x) || N(0, I)) next to the L1 reconstruction
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class TrunkConfig:
+    """A perceptual trunk (common.perceptual.TapNet): one entry per tapped slice."""
+
+    channels: List[int] = required(ge=1, nonempty=True)
+    convs: List[int] = required(ge=1, nonempty=True)  # conv-BN-ReLU layers per slice
+    pools: List[bool] = REQUIRED  # whether a slice ends in a 2x2 max-pool (else Identity)
+
+
+@dataclass
+class PerceptualConfig:
+    """Perceptual distances (common/perceptual.py) and their trunks (root stage train_perceptual)."""
+
+    pixel_backbone: str = REQUIRED  # auto | digits-cnn | alex | vgg (alex / vgg: cached ImageNet weights only)
+    augment: str = REQUIRED  # E-LatentLPIPS preset: b, g, c, o, co, bg, bgc, bgco (official default bg)
+    latent_l1: bool = REQUIRED  # E-LatentLPIPS adds mean |x0 - x1| of the latents (official add_l1_loss)
+    pixel: TrunkConfig = field(default_factory=TrunkConfig)
+    latent: TrunkConfig = field(default_factory=TrunkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)  # both trunks: class-supervised on the train split
+
+
+@dataclass
 class RootConfig:
     profile: str = REQUIRED
     seed: int = required(ge=0)
@@ -497,6 +551,9 @@ class RootConfig:
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
     scene_clip: SceneClipConfig = field(default_factory=SceneClipConfig)
     dit: DitConfig = field(default_factory=DitConfig)
+    teacher_pairs: TeacherPairsConfig = field(default_factory=TeacherPairsConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
 
 
 C = TypeVar("C", bound=RootConfig)
