@@ -110,9 +110,15 @@ def gan_losses(kind: str):
 
 
 def r1_penalty(disc: Callable[..., torch.Tensor], x_real: torch.Tensor, *args) -> torch.Tensor:
-    """E_x ||grad_x sum_heads D(x)||^2 on real data, differentiable in D's parameters (create_graph)."""
+    """E_x ||grad_x sum_heads D(x)||^2 on real data, differentiable in D's parameters (create_graph).
+
+    R1 differentiates a gradient: attention inside D must run as plain ops, since the fused SDPA kernels have no
+    double backward (on CPU or GPU), hence the math backend here."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     x = x_real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(disc(x, *args).sum(), x, create_graph=True)
+    with sdpa_kernel([SDPBackend.MATH]):
+        (grad,) = torch.autograd.grad(disc(x, *args).sum(), x, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean()
 
 

@@ -26,6 +26,7 @@ import miniature_data as mini
 import numpy as np
 import pytest
 import torch
+from smoke import two_steps
 from tinyrepo import ROOT
 
 from common.config import RootConfig, load_config
@@ -53,20 +54,6 @@ def full_config(paper=None, *overrides, schema=None):
         schema = next(c for c in vars(mod).values() if isinstance(c, type) and issubclass(c, RootConfig)
                       and c is not RootConfig and c.__module__ == mod.__name__)
     return load_config(schema or RootConfig, paper=paper, overrides=["profile=full", *overrides], root=ROOT)
-
-
-def two_steps(model, loss_fn, lr=1e-4):
-    """Two optimizer steps (SGD: no optimizer state beside paper-size weights); the losses, finite."""
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
-    losses = []
-    for step in range(2):
-        opt.zero_grad()
-        loss = loss_fn(torch.Generator().manual_seed(step))
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
-    assert all(np.isfinite(losses)), losses
-    return losses
 
 
 # --------------------------------------------------------------------------- pixel diffusion (group A)
