@@ -538,6 +538,20 @@ class PerceptualConfig:
 
 
 @dataclass
+class PatchesConfig:
+    """Real image patches (common/image_patches.py, root stage prepare_patches): seeded crops of the skimage.data
+    photographs, split by region of each photo, plus the LFW faces."""
+
+    size: int = required(ge=8)  # HR patch side in pixels
+    train_per_photo: int = required(ge=1)
+    heldout_per_photo: int = required(ge=1)
+    heldout_fraction: float = required(gt=0, lt=1)  # the right-most share of each photo's width: held-out crops only
+    min_std: float = required(ge=0)  # reject near-flat crops: std of the uint8 values below this
+    faces: bool = REQUIRED  # write the `faces` split (LFW, grey, resized to `size`)
+    seed: int = required(ge=0)
+
+
+@dataclass
 class RootConfig:
     profile: str = REQUIRED
     seed: int = required(ge=0)
@@ -554,6 +568,7 @@ class RootConfig:
     teacher_pairs: TeacherPairsConfig = field(default_factory=TeacherPairsConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
+    patches: PatchesConfig = field(default_factory=PatchesConfig)
 
 
 C = TypeVar("C", bound=RootConfig)
