@@ -75,14 +75,13 @@ def _digits(source: Optional[str]) -> Tuple[Array, Array]:
 
 @register("photo_patches")
 def _photo_patches(source: Optional[str], patch: int = 64, stride: int = 64) -> Tuple[Array, Array]:
-    """Non-overlapping RGB patches of the real photographs in `skimage.data`; label = photo index."""
-    import skimage.data as sd
+    """Non-overlapping RGB patches of the real photographs in `skimage.data` (the photo list of
+    common/image_patches.py, which all load offline); label = photo index."""
+    from .image_patches import PHOTOS, load_photo
 
-    names = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina", "motorcycle_left"]
     xs, ys = [], []
-    for i, n in enumerate(names):
-        img = getattr(sd, n)()
-        img = img[..., :3] if img.ndim == 3 else np.repeat(img[..., None], 3, -1)
+    for i, n in enumerate(PHOTOS):
+        img = load_photo(n)
         h, w = img.shape[:2]
         for r in range(0, h - patch + 1, stride):
             for c in range(0, w - patch + 1, stride):

@@ -138,3 +138,13 @@ def test_check_full_data_returns_the_paths_it_found(tmp_path, monkeypatch):
     (tmp_path / "pool").mkdir()
     cfg = _full_cfg(tmp_path, monkeypatch, pool=str(tmp_path / "pool"))  # an absolute path
     assert check_full_data(cfg, "dfn", ("pool",), needs="shards") == {"pool": tmp_path / "pool"}
+
+
+def test_photo_patches_load_offline_from_every_listed_photo():
+    """The `photo_patches` registry entry reads common/image_patches.py's photo list (it once named a
+    skimage.data photograph that scikit-image 0.26 does not have, and failed)."""
+    from common.image_patches import PHOTOS
+
+    x, y = SOURCES["photo_patches"](None)
+    assert x.dtype == np.uint8 and x.shape[1:] == (3, 64, 64)
+    assert sorted(set(y.tolist())) == list(range(len(PHOTOS)))
