@@ -552,6 +552,18 @@ class PatchesConfig:
 
 
 @dataclass
+class PatchTrunksConfig:
+    """The RGB trunks of lpips[patches-cnn] and rfid[patches-cnn] (common/patch_trunks.py, root stage
+    train_patch_trunks), class-supervised on the `train` patches; two trunks so that a paper's LPIPS loss is
+    never its rFID's feature space."""
+
+    lpips: TrunkConfig = field(default_factory=TrunkConfig)  # objective: which photo a crop comes from
+    fid: TrunkConfig = field(default_factory=TrunkConfig)  # objective: which photo and which 90-degree rotation
+    train: TrainConfig = field(default_factory=TrainConfig)  # both trunks; train.seed seeds the LPIPS trunk
+    fid_seed: int = required(ge=0)  # the rFID trunk's seed (its own initialisation and batches)
+
+
+@dataclass
 class RootConfig:
     profile: str = REQUIRED
     seed: int = required(ge=0)
@@ -569,6 +581,7 @@ class RootConfig:
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     patches: PatchesConfig = field(default_factory=PatchesConfig)
+    patch_trunks: PatchTrunksConfig = field(default_factory=PatchTrunksConfig)
 
 
 C = TypeVar("C", bound=RootConfig)

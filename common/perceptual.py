@@ -171,10 +171,10 @@ STAGE = "train_perceptual"  # the root stage that writes models/perceptual
 PIXEL, LATENT = "pixel", "latent"
 
 
-def build_trunk(in_channels: int, net, meta: bool = False) -> TapNet:
-    """A TapNet from a `perceptual.pixel` / `perceptual.latent` config section."""
+def build_trunk(in_channels: int, net, meta: bool = False, num_classes: int = 10) -> TapNet:
+    """A TapNet from a trunk config section (`perceptual.pixel`, `patch_trunks.lpips`, ...)."""
     with torch.device("meta") if meta else nullcontext():
-        return TapNet(in_channels, net.channels, net.convs, net.pools)
+        return TapNet(in_channels, net.channels, net.convs, net.pools, num_classes=num_classes)
 
 
 def save_trunk(trunk: TapNet, out_dir: Path, meta: dict):
@@ -188,15 +188,48 @@ def save_trunk(trunk: TapNet, out_dir: Path, meta: dict):
 
 def load_trunk(cfg, kind: str) -> Tuple[TapNet, dict]:
     """(trunk in eval mode, its meta) of models/perceptual/<kind> (kind: 'pixel' | 'latent')."""
-    from .config import read_json, reading, require, resolve
+    from .config import resolve
 
-    d = require(resolve(cfg, cfg.paths.models, "perceptual", kind), STAGE, marker="weights.pt")
-    meta = read_json(d / "meta.json", STAGE, keys=("in_channels", "net", "name"))
-    net = SimpleNamespace(**meta["net"])
-    trunk = build_trunk(meta["in_channels"], net)
-    with reading(d / "weights.pt", STAGE):
+    return load_trunk_dir(resolve(cfg, cfg.paths.models, "perceptual", kind), STAGE)
+
+
+def load_trunk_dir(d: Path, stage: str) -> Tuple[TapNet, dict]:
+    """(trunk in eval mode, its meta) saved by `save_trunk` in folder d; `stage` = the stage that writes it."""
+    from .config import read_json, reading, require
+
+    d = require(d, stage, marker="weights.pt")
+    meta = read_json(d / "meta.json", stage, keys=("in_channels", "net", "name"))
+    trunk = build_trunk(meta["in_channels"], SimpleNamespace(**meta["net"]), num_classes=meta.get("num_classes", 10))
+    with reading(d / "weights.pt", stage):
         trunk.load_state_dict(torch.load(d / "weights.pt", map_location="cpu"))
     return trunk.eval(), meta
+
+
+def fit_trunk(net, train_cfg, x: torch.Tensor, y: torch.Tensor, xh: torch.Tensor, yh: torch.Tensor, *,
+              run_dir: Path, desc: str, identity: dict, files: Sequence[Path] = (), num_classes: int = 10):
+    """Train a TapNet class-supervised (cross-entropy of `classify` on labels y) with common.training.train;
+    returns (trunk in eval mode, facts: params, held-out accuracy on (xh, yh), steps, final loss, train result).
+    Why one function: every trunk trained here (digits, latents, RGB patches) follows this one recipe."""
+    import torch.nn.functional as F
+
+    from .models import count_parameters
+    from .seeding import seed_everything
+    from .training import fingerprint, train
+
+    seed_everything(train_cfg.seed)
+    trunk = build_trunk(x.shape[1], net, num_classes=num_classes)
+
+    def loss_fn(m, xb, yb, gen):
+        return F.cross_entropy(m.classify(xb), yb)
+
+    res = train(trunk, loss_fn, [x, y], train_cfg, run_dir, desc=desc, use_ema=False,
+                run_fingerprint=fingerprint(identity, list(files)))
+    trunk = res.model.eval()
+    with torch.no_grad():
+        acc = float((trunk.classify(xh).argmax(1) == yh).float().mean())
+    facts = {"params": count_parameters(trunk), "heldout_accuracy": acc, "steps": res.steps,
+             "final_loss": res.history[-1]["loss"]}
+    return trunk, facts, res
 
 
 def pixel_lpips(cfg) -> LPIPSDistance:

@@ -8,12 +8,14 @@ SSIM follows Wang et al. (2004) as skimage documents it: Gaussian window sigma 1
 use_sample_covariance=False, K1 = 0.01, K2 = 0.03, over the channels (channel_axis=0) averaged; images need
 at least 11 pixels a side (32 x 32 HR patches do; 8 x 8 LR inputs do not).
 
-LPIPS, named by its backbone in the metric key (`lpips[alex]`, `lpips[digits-cnn]`): `common.perceptual.pixel_lpips`
-(perceptual.pixel_backbone: `auto` takes lpips[alex] when torchvision's ImageNet AlexNet weights sit in the hub
-cache; nothing is downloaded). The in-repo trunk `lpips[digits-cnn]` is GREY-ONLY (one input channel, trained on
-MNIST 16 x 16 digits): it scores grey images (the `faces` split) but refuses RGB ones. An RGB in-repo trunk
-(e.g. trained on the `train` patches) is future work; no RGB image is turned grey to fake it. Note that
-AlexNet's first layers leave a 1 x 1 map on 32 x 32 inputs: lpips[alex] on tiny patches is a coarse distance.
+LPIPS, named by its backbone in the metric key (`lpips[alex]`, `lpips[digits-cnn]`, `lpips[patches-cnn]`):
+`lpips_for(cfg, channels)`. With perceptual.pixel_backbone `auto` it takes lpips[alex] when torchvision's
+ImageNet AlexNet weights sit in the hub cache (nothing is downloaded); otherwise grey images get the in-repo
+`lpips[digits-cnn]` (one input channel, trained on MNIST 16 x 16 digits) and RGB images the in-repo
+`lpips[patches-cnn]` (common/patch_trunks.py: trained on the RGB `train` patches, root stage
+train_patch_trunks). No RGB image is turned grey to fit a grey trunk. Note that AlexNet's first layers leave a
+1 x 1 map on 32 x 32 inputs: lpips[alex] on tiny patches is a coarse distance.
+rFID of reconstructions: common.patch_trunks.rfid (`rfid[patches-cnn]`, another trunk than the LPIPS one).
 """
 
 from __future__ import annotations
@@ -55,11 +57,15 @@ def ssim(x: torch.Tensor, y: torch.Tensor, value_range: Tuple[float, float] = (-
 
 
 def lpips_for(cfg, channels: int):
-    """The LPIPS distance of `perceptual.pixel_backbone` for images with `channels` channels; a grey-only
-    in-repo trunk on RGB images -> UserError saying what is missing (no silent grey conversion)."""
+    """The LPIPS distance for images with `channels` channels: `perceptual.pixel_backbone` (common.perceptual.
+    pixel_lpips), except that RGB images get lpips[patches-cnn] where that choice is the grey digits trunk."""
     from .perceptual import pixel_lpips
 
     dist = pixel_lpips(cfg)
+    if channels == 3 and dist.name == "lpips[digits-cnn]":
+        from .patch_trunks import patch_lpips
+
+        dist = patch_lpips(cfg)
     check_lpips_channels(dist, channels)
     return dist
 
@@ -68,10 +74,8 @@ def check_lpips_channels(dist, channels: int):
     """Refuse a trunk whose first convolution takes fewer channels than the images have."""
     first = next((m for m in dist.trunk.modules() if isinstance(m, torch.nn.Conv2d)), None)
     if first is not None and channels > first.in_channels:
-        raise UserError(f"{dist.name} takes {first.in_channels}-channel images (a grey trunk trained on MNIST), "
-                        f"not {channels}-channel ones: put torchvision's ImageNet AlexNet weights in the hub cache "
-                        "for lpips[alex] (perceptual.pixel_backbone: auto | alex); an RGB in-repo trunk does not "
-                        "exist yet")
+        raise UserError(f"{dist.name} takes {first.in_channels}-channel images, not {channels}-channel ones: "
+                        "use recon_metrics.lpips_for(cfg, channels), which picks lpips[patches-cnn] for RGB")
 
 
 def lpips(dist, x: torch.Tensor, y: torch.Tensor, value_range: Tuple[float, float] = (-1.0, 1.0),

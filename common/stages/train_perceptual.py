@@ -17,16 +17,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from common.autoencoder import encode, load_autoencoder
 from common.config import RootConfig, load_config, resolve, to_dict
 from common.data import load_split, to_model_range
-from common.models import count_parameters
-from common.perceptual import LATENT, PIXEL, STAGE, build_trunk, save_trunk
-from common.seeding import seed_everything
+from common.perceptual import LATENT, PIXEL, STAGE, fit_trunk, save_trunk
 from common.tracking import log_run
-from common.training import fingerprint, train
 
 NAMES = {PIXEL: "lpips[digits-cnn]", LATENT: "latent-lpips[digits-ae]"}
 
@@ -36,29 +32,16 @@ def to_latents(ae, x: torch.Tensor, scale: float, batch: int = 500) -> torch.Ten
     return torch.cat([encode(ae, x[i: i + batch], scale) for i in range(0, len(x), batch)])
 
 
-@torch.no_grad()
-def accuracy(trunk, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((trunk.eval().classify(x).argmax(1) == y).float().mean())
-
-
 def train_trunk(cfg, kind: str, x, y, xh, yh) -> dict:
     """One class-supervised trunk; saved to models/perceptual/<kind>; returns its facts."""
     pc = cfg.perceptual
     net = getattr(pc, kind)
-    seed_everything(pc.train.seed)
-    trunk = build_trunk(x.shape[1], net)
-
-    def loss_fn(m, xb, yb, gen):
-        return F.cross_entropy(m.classify(xb), yb)
-
     identity = {"perceptual": {kind: to_dict(net), "train": to_dict(pc.train)}, "data": to_dict(cfg.data),
                 "input_shape": list(x.shape[1:])}
-    res = train(trunk, loss_fn, [x, y], pc.train, resolve(cfg, cfg.paths.runs, "perceptual", kind),
-                desc=f"{kind} trunk", use_ema=False, run_fingerprint=fingerprint(identity, [Path(__file__)]))
-    trunk = res.model.eval()
+    trunk, facts, res = fit_trunk(net, pc.train, x, y, xh, yh, run_dir=resolve(cfg, cfg.paths.runs, "perceptual", kind),
+                                  desc=f"{kind} trunk", identity=identity, files=[Path(__file__)])
     meta = {"name": NAMES[kind], "in_channels": int(x.shape[1]), "input_shape": list(x.shape[1:]),
-            "net": to_dict(net), "params": count_parameters(trunk), "heldout_accuracy": accuracy(trunk, xh, yh),
-            "steps": res.steps, "final_loss": res.history[-1]["loss"],
+            "net": to_dict(net), **facts,
             "objective": "cross-entropy on digit labels of the training split; heads = unit weights"}
     if res.is_main_process:
         # the saved meta holds only what a rerun reproduces (papers depend on models/perceptual)

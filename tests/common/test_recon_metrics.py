@@ -47,19 +47,27 @@ def test_lpips_is_named_by_its_backbone_and_a_grey_trunk_refuses_rgb():
     # value ranges: the same images in [0, 1] and in [-1, 1] give the same distance
     assert np.allclose(lpips(dist, x * 2 - 1, y * 2 - 1), m["lpips[test-grey]"], atol=1e-6)
     assert np.allclose(lpips(dist, x, y, (0.0, 1.0), batch_size=2), m["lpips[test-grey]"], atol=1e-6)
-    with pytest.raises(UserError, match="grey trunk"):
+    with pytest.raises(UserError, match="1-channel images, not 3-channel"):
         lpips(dist, torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16))
 
 
-def test_the_configured_backbone_is_checked_against_the_channels(monkeypatch):
-    """lpips_for: perceptual.pixel_backbone's distance (common.perceptual.pixel_lpips), refused for RGB when grey."""
+def test_rgb_images_get_the_rgb_patch_trunk_where_the_choice_is_the_grey_digits_trunk(monkeypatch):
+    """lpips_for: perceptual.pixel_backbone's distance for grey images; lpips[patches-cnn] for RGB ones where that
+    distance is the grey lpips[digits-cnn]; any other grey-only trunk is refused for RGB."""
+    import common.patch_trunks
     import common.perceptual
     from common.recon_metrics import lpips_for
 
+    rgb = LPIPSDistance(TapNet(3, [4], [1], [False]).eval(), [4], "lpips[patches-cnn]")
+    monkeypatch.setattr(common.patch_trunks, "patch_lpips", lambda cfg: rgb)
     monkeypatch.setattr(common.perceptual, "pixel_lpips", lambda cfg: _grey_lpips())
     assert lpips_for(None, 1).name == "lpips[test-grey]"
-    with pytest.raises(UserError, match="lpips\\[alex\\]"):
+    with pytest.raises(UserError, match="lpips_for"):
         lpips_for(None, 3)
+    digits = _grey_lpips()
+    digits.name = "lpips[digits-cnn]"
+    monkeypatch.setattr(common.perceptual, "pixel_lpips", lambda cfg: digits)
+    assert lpips_for(None, 1) is digits and lpips_for(None, 3) is rgb
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # torchvision's deprecation of lpips' `pretrained=` argument
