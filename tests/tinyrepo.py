@@ -71,3 +71,15 @@ def inside(root: Path):
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(saved)
+
+
+def tiny_params_root(dest: Path, monkeypatch) -> Path:
+    """A bare repository root for in-process root stages: the tiny-profile params.yaml and dvc.yaml only (no code
+    copy; the stages import from this checkout), DVC_ROOT pointing at it for the test."""
+    root = dest / "repo"
+    (root / "common").mkdir(parents=True)
+    text = (ROOT / "params.yaml").read_text().replace("\nprofile: cpu\n", "\nprofile: tiny\n")
+    (root / "params.yaml").write_text(text)
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    monkeypatch.setenv("DVC_ROOT", str(root))
+    return root

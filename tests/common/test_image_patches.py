@@ -1,13 +1,13 @@
 """Real image patches (common/image_patches.py) and the root stage prepare_patches on the tiny profile."""
 
 import json
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from tinyrepo import tiny_params_root
 
 from common.data import MissingDataError
 from common.image_patches import PHOTOS, build_patches, load_patches, load_photo, split_columns
@@ -54,12 +54,7 @@ def test_crops_are_seeded_in_their_region_and_not_flat():
 def test_stage_on_the_tiny_profile_writes_the_splits_and_the_reader_reads_them(tmp_path, monkeypatch):
     from common.stages import prepare_patches
 
-    root = tmp_path / "repo"
-    (root / "common").mkdir(parents=True)
-    text = (REPO / "params.yaml").read_text().replace("\nprofile: cpu\n", "\nprofile: tiny\n")
-    (root / "params.yaml").write_text(text)
-    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    monkeypatch.setenv("DVC_ROOT", str(root))
+    root = tiny_params_root(tmp_path, monkeypatch)
     with pytest.raises(MissingDataError, match="prepare_patches: run dvc repro dvc.yaml:prepare_patches"):
         load_patches(root / "data" / "patches", "train")
     prepare_patches.main(["tracking.enabled=false"])

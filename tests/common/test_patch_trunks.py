@@ -1,12 +1,12 @@
 """RGB patch trunks (common/patch_trunks.py, root stage train_patch_trunks): lpips[patches-cnn] and rfid[patches-cnn]."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tinyrepo import tiny_params_root
 
 from common.patch_trunks import FID_KIND, LPIPS_KIND, ROTATIONS, frechet, photo_labels, rotation_task
 
@@ -33,12 +33,7 @@ def test_frechet_is_zero_on_one_set_and_the_closed_form_for_shifted_gaussians():
 def test_stage_on_the_tiny_profile_trains_both_trunks_and_the_metrics_use_them(tmp_path, monkeypatch):
     from common.stages import prepare_patches, train_patch_trunks
 
-    root = tmp_path / "repo"
-    (root / "common").mkdir(parents=True)
-    text = (REPO / "params.yaml").read_text().replace("\nprofile: cpu\n", "\nprofile: tiny\n")
-    (root / "params.yaml").write_text(text)
-    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    monkeypatch.setenv("DVC_ROOT", str(root))
+    root = tiny_params_root(tmp_path, monkeypatch)
     from common.config import RootConfig, UserError, load_config
     from common.patch_trunks import RFID_KEY, load_patch_trunk, patch_lpips, rfid
 
