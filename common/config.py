@@ -244,7 +244,7 @@ class UNetConfig:
 @dataclass
 class DiffusionConfig:
     num_train_timesteps: int = required(ge=1)
-    beta_schedule: str = REQUIRED  # linear | squaredcos_cap_v2 (cosine, ADM)
+    beta_schedule: str = REQUIRED  # linear | squaredcos_cap_v2 (cosine, ADM) | scaled_linear (Stable Diffusion)
     beta_start: float = required(ge=0, le=1)
     beta_end: float = required(ge=0, le=1)
 
@@ -564,6 +564,54 @@ class PatchTrunksConfig:
 
 
 @dataclass
+class T2IUNetConfig:
+    """diffusers UNet2DConditionModel at 32x32 RGB (common/t2i.py): one level per block_out_channels entry."""
+
+    block_out_channels: List[int] = required(ge=1, nonempty=True)
+    cross_attention: List[bool] = REQUIRED  # per level: a CrossAttn block (True) or a plain one
+    layers_per_block: int = required(ge=1)
+    attention_heads: int = required(ge=1)  # diffusers' attention_head_dim (the number of heads)
+    norm_num_groups: int = required(ge=1)
+
+
+@dataclass
+class T2IEvalConfig:
+    """The stage's sanity check: samples of held-out test captions through the shared sampler."""
+
+    num_samples: int = required(ge=1)
+    nfe: int = required(ge=1)
+    method: str = REQUIRED  # a common.samplers.RULES step rule
+    guidance_scale: float = required(ge=0)
+    seed: int = required(ge=0)
+
+
+@dataclass
+class T2IConfig:
+    """The shared text-conditional diffusion model on the captioned scenes (root stage train_t2i)."""
+
+    unet: T2IUNetConfig = field(default_factory=T2IUNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    pool_scenes: int = required(ge=0)  # pool scenes added to hq, with their TRUE captions (never a noisy one)
+    synonym_rate: float = required(ge=0, le=1)  # per word: a synonym replaces it with this probability
+    eval: T2IEvalConfig = field(default_factory=T2IEvalConfig)
+
+
+@dataclass
+class RewardModelConfig:
+    """The Bradley-Terry reward model on frozen scene-CLIP features (root stage train_reward_model)."""
+
+    train_pairs: int = required(ge=1)  # preference pairs from TRAINING digits
+    test_pairs: int = required(ge=1)  # from the held-out digits
+    hidden: int = required(ge=1)  # MLP head width
+    steps: int = required(ge=1)
+    batch_size: int = required(ge=1)
+    lr: float = required(gt=0)
+    weight_decay: float = required(ge=0)
+    seed: int = required(ge=0)
+
+
+@dataclass
 class RootConfig:
     profile: str = REQUIRED
     seed: int = required(ge=0)
@@ -582,6 +630,8 @@ class RootConfig:
     perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
     patches: PatchesConfig = field(default_factory=PatchesConfig)
     patch_trunks: PatchTrunksConfig = field(default_factory=PatchTrunksConfig)
+    t2i: T2IConfig = field(default_factory=T2IConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
 
 
 C = TypeVar("C", bound=RootConfig)

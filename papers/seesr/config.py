@@ -1,7 +1,7 @@
 """Schema of papers/seesr/params.yaml (extends the root schema; unknown keys fail).
 
-Shared substrate: the captioned scenes (root `scenes`), the scene CLIP (root `scene_clip`, the frozen text encoder),
-the digit classifier (root `classifier`, content accuracy of SR outputs) and the RGB patch trunks (root
+Shared substrate: the captioned scenes (root `scenes`), the text-conditional scene model (root `t2i`, SD-2-base's
+role: frozen UNet and text encoder), the digit classifier (root `classifier`, content accuracy of SR outputs) and the RGB patch trunks (root
 `patch_trunks`: lpips[patches-cnn], rfid[patches-cnn]). The degradation is common/degradations.py's first-order
 Real-ESRGAN chain at its defaults (scale 4: 32x32 HR -> 8x8 LR).
 """
@@ -36,17 +36,12 @@ class DapeConfig:
 
 
 @dataclass
-class UNetConfig:
-    """The pixel-space UNet2DConditionModel (SD-2-base's role), pre-trained on HR scenes with tag prompts, frozen."""
+class ControlConfig:
+    """What SeeSR adds to the frozen T2I UNet (root `t2i`): the ControlNet's LR-embedding convs and the heads of the
+    new image cross-attentions (their GroupNorm groups are the UNet's, t2i.unet.norm_num_groups)."""
 
-    block_out_channels: List[int] = required(ge=1, nonempty=True)
-    attention_levels: List[bool] = required(nonempty=True)  # CrossAttn{Down,Up}Block2D at that level
-    layers_per_block: int = required(ge=1)
-    attention_head_dim: int = required(ge=1)
-    norm_num_groups: int = required(ge=1)
     cond_channels: List[int] = required(ge=1, nonempty=True)  # ControlNet's LR embedding convs (no downsampling: 1)
-    image_heads: int = required(ge=1)  # heads of the new image cross-attentions
-    train: TrainConfig = field(default_factory=TrainConfig)  # cond_dropout: the null-prompt rate of pre-training
+    image_heads: int = required(ge=1)  # heads of the new image cross-attentions (divide every attention width)
 
 
 @dataclass
@@ -82,7 +77,7 @@ class SeeSRConfig(RootConfig):
     degradation_seed: int = required(ge=0)  # per-sample degradation seeds derive from it and the scene index
     tagger: TaggerConfig = field(default_factory=TaggerConfig)
     dape: DapeConfig = field(default_factory=DapeConfig)
-    unet: UNetConfig = field(default_factory=UNetConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     sr: TrainConfig = field(default_factory=TrainConfig)  # cond_dropout = the official null_text_ratio 0.5
     eval: EvalConfig = field(default_factory=EvalConfig)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)

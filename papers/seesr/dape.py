@@ -109,7 +109,7 @@ def train_dape(cfg, pairs, tagger, seed: int) -> dict:
 
 def main(argv=None):
     cfg = load_config(SeeSRConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
-    from papers.seesr.pretrain import refuse_full
+    from papers.seesr.backbone import refuse_full
 
     refuse_full(cfg)
     pairs, t0 = read_pairs(cfg, "train"), time.time()

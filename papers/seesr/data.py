@@ -1,4 +1,4 @@
-"""HR / LR pairs of captioned scenes with their known tags, and the frozen text encoder's prompt states.
+"""HR / LR pairs of captioned scenes with their known tags.
 
 HR = the 32x32 scene in [-1, 1]; LR = common/degradations.py's first-order chain (scale 4 -> 8x8) with a per-sample
 seed from (degradation_seed, split, row index), so a scene always gets the same LR image; LR_up = LR bicubic-
@@ -15,12 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.clip import build_tokenizer, load_clip, tokenize
 from common.config import resolve
 from common.degradations import degradation_seeds, degrade, model_to_unit, unit_to_model
 from common.scenes import DIGIT_WORDS, POSITIONS, load_scenes
-from common.teacher import STAGE as CLIP_STAGE
-from common.teacher import teacher_path
 from papers.seesr import method
 
 SPLIT_KEYS = {"hq": 0, "test": 1}
@@ -61,25 +58,6 @@ def load_pairs(cfg, split: str, n: int = None) -> Pairs:
     lr = unit_to_model(lr)
     tags = torch.stack([method.tag_vector(d, c, int(k)) for d, c, k in zip(s.digits, s.colours, s.count)])
     return Pairs(hr, lr, upsample(lr, hr.shape[-1]), tags, [objects_of(c) for c in s.true_captions], params)
-
-
-class TextEncoder:
-    """The frozen scene CLIP's text tower: prompt -> token states [L, width] (SD's CLIP text encoder's role)."""
-
-    def __init__(self, cfg):
-        self.tok = build_tokenizer()
-        self.clip = load_clip(teacher_path(cfg, ""), cfg.scene_clip.model, self.tok, CLIP_STAGE).requires_grad_(False)
-        self.context = cfg.scene_clip.model.context_length
-        self.width = cfg.scene_clip.model.text_width
-
-    @torch.no_grad()
-    def __call__(self, prompts: List[str], batch: int = 1000) -> torch.Tensor:
-        tokens = tokenize(self.tok, prompts, self.context)
-        return torch.cat([method.token_states(self.clip, tokens[i:i + batch]) for i in range(0, len(tokens), batch)])
-
-    def null(self) -> torch.Tensor:
-        """The empty prompt's states [1, L, width] (the null / negative prompt)."""
-        return self([""])
 
 
 def pairs_path(cfg, split: str):

@@ -31,10 +31,10 @@ from common.recon_metrics import recon_metrics
 from common.sampling import SampleNoise, sample_seeds
 from common.scenes import COLOURS
 from papers.seesr import method
+from papers.seesr.backbone import Backbone, refuse_full
 from papers.seesr.config import SeeSRConfig
 from papers.seesr.dape import load_dape, load_tagger
-from papers.seesr.data import TextEncoder, read_pairs
-from papers.seesr.pretrain import load_unet, refuse_full
+from papers.seesr.data import read_pairs
 from papers.seesr.train import embed, load_sr
 
 PAPER = "seesr"
@@ -127,18 +127,18 @@ def run_sr(cfg, model, lr_up, text, null, image, eps, start: str) -> torch.Tenso
     return torch.cat(out)
 
 
-def evaluate_sr(cfg, test, tagger, enc):
+def evaluate_sr(cfg, test, tagger, sd: Backbone):
     n = min(cfg.eval.num_images, len(test.hr))
     hr, lr_up, objects = test.hr[:n], test.lr_up[:n], test.objects[:n]
     classifier = load_classifier(resolve(cfg, cfg.paths.models, "classifier"))
-    lpips_dist, null, unet = patch_lpips(cfg), enc.null(), load_unet(cfg)
+    lpips_dist, null, unet = patch_lpips(cfg), sd.null(), sd.unet
     eps = SampleNoise(sample_seeds(cfg.eval.seed, n), hr.shape[1:])()
     rows = [{"comparison": "reference", "arm": name, **image_metrics(cfg, x, hr, objects, classifier, lpips_dist)}
             for name, x in (("bicubic", lr_up), ("hr", hr))]
     samples = {"hr": hr[:cfg.eval.grid], "lr_up": lr_up[:cfg.eval.grid], "lr": test.lr[:cfg.eval.grid]}
     for s in cfg.train_seeds:
         e, probs = embed(load_dape(cfg, s, tagger), lr_up)
-        text = enc([method.tag_prompt(p > cfg.dape.threshold) for p in probs.float()])
+        text = sd.text([method.tag_prompt(p > cfg.dape.threshold) for p in probs.float()])
         seesr = load_sr(cfg, "seesr", s, unet)
         outs = {("prompt", "method"): run_sr(cfg, seesr, lr_up, text, null, e, eps, "lre")}
         outs[("prompt", "baseline")] = run_sr(cfg, load_sr(cfg, "no_prompt", s, unet), lr_up, None, null, None, eps,
@@ -157,10 +157,10 @@ def main(argv=None):
     cfg = load_config(SeeSRConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
     refuse_full(cfg)
     t0 = time.time()
-    test, tagger, enc = read_pairs(cfg, "test"), load_tagger(cfg), TextEncoder(cfg)
+    test, tagger, sd = read_pairs(cfg, "test"), load_tagger(cfg), Backbone(cfg)
     tag_rows, tag_figure = evaluate_tags(cfg, test, tagger)
     t1 = time.time()
-    sr_rows, samples = evaluate_sr(cfg, test, tagger, enc)
+    sr_rows, samples = evaluate_sr(cfg, test, tagger, sd)
     out = resolve(cfg, cfg.paths.reports, PAPER)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_file(out / "samples.npz") as tmp:

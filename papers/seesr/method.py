@@ -6,9 +6,9 @@ Two parts (paper Sec. 3, Fig. 2):
    HR images is frozen as the teacher; the student is the same tagger with LoRA (r = 8) on the q and v projections
    of its attention, trained on degraded LR inputs to match the teacher's representation embeddings and its soft
    tags on the HR image:  L = MSE(e_LR, e_HR) + BCE(sigma(l_LR), sigma(l_HR))  (weights 1 : 1).
-2. The SR model (Sec. 3.3): a pre-trained text-to-image UNet (SD-2-base in the paper; here a small pixel-space
-   diffusers UNet2DConditionModel pre-trained on HR scenes), frozen, plus a ControlNet initialised from it whose
-   input is the upsampled LR image. Text path ("hard prompt") = the text encoder's token states of the tags;
+2. The SR model (Sec. 3.3): a pre-trained text-to-image UNet (SD-2-base in the paper; here the repository's small
+   pixel-space diffusers UNet2DConditionModel trained on the captioned scenes, root stage train_t2i), frozen, plus
+   a ControlNet initialised from it whose input is the upsampled LR image. Text path ("hard prompt") = the text encoder's token states of the tags;
    image path ("soft prompt") = DAPE's embeddings through a new cross-attention after every text cross-attention
    (`image_attentions`). Trainable: the whole ControlNet and the UNet's image attentions; eps-prediction MSE.
    Inference starts from the LR-embedded x_T (LRE, Sec. 3.4, Eq. 5):
@@ -126,13 +126,6 @@ class DAPE(nn.Module):
             e_hr, l_hr = self.teacher(x_hr)
         e_lr, l_lr = self.student(x_lr)
         return dape_loss(e_lr, l_lr, e_hr, l_hr)
-
-
-# --------------------------------------------------------------------------- text encoder (CLIP's role)
-def token_states(clip, tokens: torch.Tensor) -> torch.Tensor:
-    """Per-token last-layer states [N, L, width] of the (frozen) CLIP text tower: SD's `encoder_hidden_states`."""
-    x = clip.token_embedding(tokens) + clip.positional_embedding
-    return clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask))
 
 
 # --------------------------------------------------------------------------- image cross-attention (soft prompt)

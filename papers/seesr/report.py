@@ -59,7 +59,7 @@ def seed_figure(st, seeds):
 def main(argv=None):
     st = ReportStage.load(argv)
     cfg, res = st.cfg, st.results
-    dape, pre, trained = st.read("dape.json"), st.read("pretrain.json"), st.read("train.json")
+    dape, trained = st.read("dape.json"), st.read("train.json")
     samples = dict(np.load(st.out / "samples.npz"))
     sr_figure(st, samples, cfg.train_seeds[0])
     tag_figure(st, res["tag_figure"])
@@ -84,16 +84,13 @@ def main(argv=None):
                    f"{dape['tagger']['final_loss']:.3f}"]]
                  + [["DAPE LoRA", r["train_seed"], cfg.dape.train.steps, f"{r['seconds']:.0f} s",
                      f"{r['final_loss']:.3f}"] for r in dape["runs"]]
-                 + [["UNet pre-training", cfg.unet.train.seed, pre["steps"], f"{pre['seconds']:.0f} s",
-                     f"{pre['final_loss']:.3f}"]]
                  + [[f"SR {r['arm']}", r["train_seed"], r["steps"], f"{r['seconds']:.0f} s", f"{r['final_loss']:.3f}"]
                     for r in trained["runs"]])
-    sizes = {"tagger": dape["tagger"]["params"], "lora": dape["runs"][0]["lora_params"], "unet": pre["params"],
+    sizes = {"tagger": dape["tagger"]["params"], "lora": dape["runs"][0]["lora_params"], "unet": trained["runs"][0]["unet_params"],
              "controlnet": trained["runs"][0]["controlnet_params"],
              "image_attentions": trained["runs"][0]["image_attention_params"]}
-    st.publish(metrics={"dape_seconds": dape["dape_seconds"], "pretrain_seconds": pre["pretrain_seconds"],
-                        "train_seconds": trained["train_seconds"]},
-               tables=tables, refs=refs, refs_digit=refs_digit, runs_table=runs, sizes=sizes, hr_tagger=hr_tagger, dape=dape, pre=pre,
+    st.publish(metrics={"dape_seconds": dape["dape_seconds"], "train_seconds": trained["train_seconds"]},
+               tables=tables, refs=refs, refs_digit=refs_digit, runs_table=runs, sizes=sizes, hr_tagger=hr_tagger, dape=dape,
                trained=trained)
 
 

@@ -1,6 +1,7 @@
 """Stage `train`: the SR model per arm and training seed (common/arms.py), on the frozen pre-trained UNet.
 
-Arms: `seesr` = ControlNet (from the UNet, input LR_up) + text path (the scene CLIP's token states of the tags
+The frozen UNet and text encoder are the shared T2I model's (root stage train_t2i, papers/seesr/backbone.py).
+Arms: `seesr` = ControlNet (from the UNet, input LR_up) + text path (the frozen text tower's token states of the tags
 prompt; the GT tags, as the official trains on tags RAM extracted from the GT: issue #11) + image path (DAPE
 embeddings of LR_up from the LoRA student of the same seed, through the new image cross-attentions), null prompt
 with probability sr.cond_dropout (official null_text_ratio 0.5); `no_prompt` = the same ControlNet with the null
@@ -20,10 +21,10 @@ from common.config import load_config, reading, require, resolve, to_dict
 from common.seeding import seed_everything
 from common.training import fingerprint, train
 from papers.seesr import method
+from papers.seesr.backbone import Backbone, refuse_full
 from papers.seesr.config import SeeSRConfig
 from papers.seesr.dape import load_dape, load_tagger
-from papers.seesr.data import TextEncoder, read_pairs
-from papers.seesr.pretrain import load_unet, refuse_full
+from papers.seesr.data import read_pairs
 
 PAPER = "seesr"
 STAGE = f"papers/{PAPER}/dvc.yaml:train"
@@ -31,16 +32,16 @@ ARMS = ("seesr", "no_prompt")
 
 
 def build_sr(cfg, unet) -> method.SeeSR:
-    u = cfg.unet
-    return method.SeeSR(unet, cfg.tagger.embed_dim, u.image_heads, u.norm_num_groups, u.cond_channels)
+    return method.SeeSR(unet, cfg.tagger.embed_dim, cfg.control.image_heads, cfg.t2i.unet.norm_num_groups,
+                        cfg.control.cond_channels)
 
 
 def sr_path(cfg, arm: str, seed: int):
     return resolve(cfg, cfg.paths.models, PAPER, "sr", f"{arm}-seed{seed}.pt")
 
 
-def load_sr(cfg, arm: str, seed: int, unet=None) -> method.SeeSR:
-    model = build_sr(cfg, copy.deepcopy(unet) if unet is not None else load_unet(cfg))  # surgery edits the UNet
+def load_sr(cfg, arm: str, seed: int, unet) -> method.SeeSR:
+    model = build_sr(cfg, copy.deepcopy(unet))  # the surgery edits the UNet
     path = require(sr_path(cfg, arm, seed), STAGE)
     with reading(path, STAGE):
         model.load_state_dict(torch.load(path))
@@ -78,7 +79,7 @@ def train_one(cfg, arm: str, seed: int, pairs, text, null, unet, tagger) -> dict
     t = replace(cfg.sr, seed=seed)
     res = train(model, lambda m, x, lr, c, im, g: m(x, lr, c, im, g), [pairs.hr, pairs.lr_up, text, e], t,
                 resolve(cfg, cfg.paths.runs, PAPER, f"{arm}-seed{seed}", "checkpoints"), desc=f"{PAPER} {arm} {seed}",
-                use_ema=False, run_fingerprint=fingerprint({"arm": arm, **to_dict(t), "unet": to_dict(cfg.unet)},
+                use_ema=False, run_fingerprint=fingerprint({"arm": arm, **to_dict(t), "control": to_dict(cfg.control)},
                                                           [__file__, method.__file__]))
     path = sr_path(cfg, arm, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,10 +96,10 @@ def train_one(cfg, arm: str, seed: int, pairs, text, null, unet, tagger) -> dict
 def main(argv=None):
     cfg = load_config(SeeSRConfig, paper=PAPER, overrides=sys.argv[1:] if argv is None else argv)
     refuse_full(cfg)
-    pairs, enc = read_pairs(cfg, "train"), TextEncoder(cfg)
-    text, null = enc([method.tag_prompt(t) for t in pairs.tags]), enc.null()
-    unet, tagger = load_unet(cfg), load_tagger(cfg)
-    train_arms(cfg, PAPER, cfg.arms, lambda arm, seed: train_one(cfg, arm, seed, pairs, text, null, unet, tagger),
+    pairs, sd = read_pairs(cfg, "train"), Backbone(cfg)
+    text, null = sd.text([method.tag_prompt(t) for t in pairs.tags]), sd.null()
+    tagger = load_tagger(cfg)
+    train_arms(cfg, PAPER, cfg.arms, lambda arm, seed: train_one(cfg, arm, seed, pairs, text, null, sd.unet, tagger),
                lambda arm: {"sr": to_dict(cfg.sr)})
 
 

@@ -139,10 +139,10 @@ def test_claims_file_is_valid():
 def test_full_profile_is_sd2_base_with_a_controlnet():
     from diffusers import ControlNetModel
 
-    from papers.seesr.pretrain import build_unet
+    from papers.seesr.backbone import build_sd_unet
 
     cfg = load_config(SeeSRConfig, paper="seesr", root=REPO, overrides=["profile=full"])
-    unet = build_unet(cfg, meta=True)
+    unet = build_sd_unet(cfg, meta=True)
     assert sum(p.numel() for p in unet.parameters()) == 865_910_724
     with torch.device("meta"):
         control = ControlNetModel.from_unet(unet, load_weights_from_unet=False)
@@ -155,14 +155,14 @@ def test_full_profile_is_sd2_base_with_a_controlnet():
 def test_full_profile_two_steps_of_a_reduced_instance():
     """Two steps at batch 1 through the SR loss (ControlNet + image attentions on a frozen UNet) with SD-2-base's
     block layout, linear projections and cross-attention width, depth and widths reduced, an 8x8 latent."""
-    from papers.seesr.pretrain import build_unet
+    from papers.seesr.backbone import build_sd_unet
     from papers.seesr.train import SRLoss
 
     cfg = load_config(SeeSRConfig, paper="seesr", root=REPO,
                       overrides=["profile=full", "sd.block_out_channels=[32,64,64,64]", "sd.attention_head_dim=[2,4,4,4]",
                                  "sd.layers_per_block=1", "sd.sample_size=8"])
     torch.manual_seed(0)
-    unet = build_unet(cfg)
+    unet = build_sd_unet(cfg)
     model = SRLoss(method.SeeSR(unet, cfg.sd.image_dim, 8, 32, (16, 32, 96, 256)), torch.zeros(1, 77, 1024), 0.5,
                    True)
     x, lr = torch.randn(1, 4, 8, 8), torch.randn(1, 3, 64, 64)  # latent x0; the ControlNet sees the LR in pixels (8x)
@@ -173,17 +173,17 @@ def test_full_profile_two_steps_of_a_reduced_instance():
 # --------------------------------------------------------------------------- the pipeline, tiny
 @pytest.mark.e2e
 def test_tiny_pipeline(tmp_path):
-    """prepare_data, classifier, scenes, scene CLIP, patches, patch trunks -> pairs, dape, pretrain, train, evaluate,
-    report on the tiny profile, in-process."""
+    """prepare_data, classifier, scenes, scene CLIP, T2I model, patches, patch trunks -> pairs, dape, train,
+    evaluate, report on the tiny profile, in-process."""
     import importlib
 
     from tinyrepo import inside, make_tiny_repo
 
     root = make_tiny_repo(tmp_path / "repo")
-    shared = ["prepare_data", "train_classifier", "build_scenes", "train_scene_clip", "prepare_patches",
+    shared = ["prepare_data", "train_classifier", "build_scenes", "train_scene_clip", "train_t2i", "prepare_patches",
               "train_patch_trunks"]
     stages = [importlib.import_module(f"common.stages.{s}") for s in shared] + [
-        importlib.import_module(f"papers.seesr.{s}") for s in ("data", "dape", "pretrain", "train", "evaluate", "report")]
+        importlib.import_module(f"papers.seesr.{s}") for s in ("data", "dape", "train", "evaluate", "report")]
     with inside(root):
         for stage in stages:
             stage.main([])
@@ -193,3 +193,15 @@ def test_tiny_pipeline(tmp_path):
     assert len(verdicts) == len(load_claims(REPO / "papers" / "seesr" / "claims.yaml"))
     for fig in ("sr_samples", "tag_f1_vs_degradation", "per_seed"):
         assert (root / f"reports/seesr/figures/{fig}.png").stat().st_size > 1000
+
+
+def test_the_shared_t2i_model_uses_sd_noise_schedule():
+    """The LRE start (Eq. 5) and abar_999 = 0.0046601 are SD's; the shared T2I model must be trained on that schedule
+    (papers/seesr/backbone.py refuses another one at load time)."""
+    from papers.seesr.backbone import SD_SCHEDULE
+
+    cfg = load_config(SeeSRConfig, paper="seesr", root=REPO)
+    d = cfg.t2i.diffusion
+    assert dict(num_train_timesteps=d.num_train_timesteps, beta_schedule=d.beta_schedule, beta_start=d.beta_start,
+                beta_end=d.beta_end) == SD_SCHEDULE
+    assert float(method.sd_scheduler().alphas_cumprod[999]) == pytest.approx(0.0046601, abs=5e-7)
