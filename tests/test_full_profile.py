@@ -35,7 +35,8 @@ ADM_CIFAR10_OFFICIAL = 57_094_662
 OPEN_CLIP = {"ViT-B-32": 151_277_313, "ViT-L-14": 427_616_513, "RN50": 102_007_137}
 OPEN_CLIP_VISUAL = {"ViT-B-16": 86_192_640, "ViT-B-32": 87_849_216}
 MISTRAL_7B = 7_241_732_096
-SAME_AS_CPU = ("knowledge", "knowledge_lm", "scenes", "scene_clip", "patches", "patch_trunks")  # no full overlay
+SAME_AS_CPU = ("knowledge", "knowledge_lm", "scenes", "scene_clip", "patches", "patch_trunks", "t2i",
+               "reward_model")  # no full overlay
 
 
 def nparams(m) -> int:
