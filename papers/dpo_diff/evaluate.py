@@ -171,7 +171,7 @@ def main(argv=None):
         finals.append(st.add(stage="final", user=u, space="user", optimiser="user", prompt=user, negative="",
                              loss=b_loss, oracle=b_orc, opt_loss=pb.evaluate(search_space(user, "positive",
                              load_table()), tuple(0 for _ in search_space(user, "positive", load_table()).choices))))
-        examples.append({"user": u, "prompt": user, "negative": "", "images": base.tolist(), "label": "user prompt"})
+        examples.append({"user": u, "prompt": user, "negative": "", "images": base, "label": "user prompt"})
         for space_kind in SPACES:
             space = search_space(user, space_kind, load_table())
             for name in OPTIMISERS:
@@ -186,12 +186,13 @@ def main(argv=None):
                                      negative=neg, opt_loss=opt_loss, loss=pb.loss(img, user),
                                      oracle=float(oracle(img, [user] * len(img)).mean())))
                 if name == "hybrid":
-                    examples.append({"user": u, "prompt": pos, "negative": neg, "images": img.tolist(),
+                    examples.append({"user": u, "prompt": pos, "negative": neg, "images": img,
                                      "label": f"hybrid, {space_kind}"})
     st.rows.extend(claim_rows(finals))
     gc = grad_check(pb, users, np.random.default_rng(0), torch.Generator().manual_seed(0))
     k = step_schedule(0, cfg.gradcheck.nfe, cfg.gpo.schedule_start, cfg.gpo.schedule_every, cfg.gpo.ref_steps)
     st.rows.extend({"stage": "gradcheck", **r} for r in gc if r["k"] == k)  # claim 4: the official step-15-2 step
+    st.write_arrays("examples.npz", **{f"example{i}": e.pop("images").numpy() for i, e in enumerate(examples)})
     st.write(users=users, curves=curves, finals=finals, gradcheck=gc, examples=examples,
              evaluations_total=pb.evaluations, sampler=vars(cfg.sampler))
     print(f"{pb.evaluations} evaluations in {st.seconds:.0f} s")

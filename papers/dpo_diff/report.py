@@ -33,13 +33,14 @@ def loss_curves(st):
 
 def prompt_grid(st):
     """The user prompt's images beside the optimised prompts' (fresh seeds), with the prompt text."""
-    ex = st.results["examples"]
+    images = np.load(st.out / "examples.npz")  # uint8 [n, 3, 32, 32] per example, in results.json's order
+    ex = [{**e, "images": images[f"example{i}"]} for i, e in enumerate(st.results["examples"])]
     users = sorted({e["user"] for e in ex})[:3]
     rows = [e for e in ex if e["user"] in users]
     per = 3
     with st.figure("optimised_prompts", figsize=(12, 1.9 * len(rows)), nrows=len(rows), ncols=1) as axes:
         for ax, e in zip(np.atleast_1d(axes), rows):
-            img = np.concatenate([np.array(i, dtype=np.uint8).transpose(1, 2, 0) for i in e["images"]], axis=1)
+            img = np.concatenate([i.transpose(1, 2, 0) for i in e["images"]], axis=1)
             ax.imshow(img, extent=(0, per * len(e["images"]), 0, per))
             ax.set_xlim(0, 40)
             text = f"{e['label']}\n+ {e['prompt']}" + (f"\n- {e['negative']}" if e["negative"] else "")
