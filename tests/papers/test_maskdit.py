@@ -345,3 +345,43 @@ def test_maskdit_net_is_the_full_token_path_without_a_mask():
     every = Mask(torch.arange(16).expand(2, 16), torch.arange(16).expand(2, 16), torch.zeros(2, 16))
     torch.testing.assert_close(model(x, t, y, every), model(x, t, y, None))  # keeping all tokens = no mask
 
+
+
+@pytest.mark.e2e
+def test_backbone_comparison_page_runs_on_the_tiny_maskdit_outputs(tiny):
+    """`dvc repro papers/backbone_comparison/dvc.yaml` after this file's tiny MaskDiT pipeline (whose rows and budgets
+    the page reads): only the shared UNet and the page's own stages run, the DiT and MaskDiT rows are papers/maskdit's,
+    Flag-DiT is trained at the budgets' FLOPs, every claim gets a verdict, MLflow has one child run per backbone x
+    budget x seed, and the page joins the index."""
+    import mlflow
+
+    root, _ = tiny
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "papers/backbone_comparison/dvc.yaml"], cwd=root,
+                          env=env_for(root), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    order = [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
+    page = [f"papers/backbone_comparison/dvc.yaml:{s}" for s in ("train", "evaluate", "report")]
+    assert sorted(order) == sorted(["train_base_model", *page]) and order[-2:] == page[1:]
+    out = root / "reports/backbone_comparison"
+    res, mask = (json.loads((p / "results.json").read_text()) for p in (out, root / "reports/maskdit"))
+    fid = res["metric"]
+    dit = sorted((r["train_seed"], r["dit_step"], r[fid]) for r in mask["rows"] if r["comparison"] == "cost_curve")
+    assert sorted((r["train_seed"], r["budget"], r[fid]) for r in res["rows"] if r["arm"] == "DiT") == dit
+    trained = json.loads((out / "train.json").read_text())
+    flops = trained["step_flops"]
+    for budget, steps in trained["flag_steps"].items():  # Flag-DiT spent each budget's FLOPs (to half a step)
+        assert abs(steps * flops["Flag-DiT"] - int(budget) * flops["DiT"]) <= flops["Flag-DiT"] / 2
+    assert {r["arm"] for r in res["rows"]} == {"DiT", "MaskDiT", "Flag-DiT", "UNet"}
+    verdicts = json.loads((out / "verdicts.json").read_text())["verdicts"]
+    ids = [c["id"] for c in load_claims(REPO / "papers/backbone_comparison/claims.yaml")]
+    assert [v["id"] for v in verdicts] == ids and all(v["verdict"] in LABELS for v in verdicts)
+    assert all(v["n_units"] == 3 for v in verdicts if v["unit"] == "seed")
+    report = (out / "README.md").read_text()
+    assert "## At equal training compute" in report and "| Flag-DiT |" in report
+    assert (out / "figures/fid_vs_compute.png").stat().st_size > 1000
+    assert "[backbone_comparison](backbone_comparison/README.md)" in (root / "reports/README.md").read_text()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("backbone_comparison").experiment_id])
+    (parent,) = [r for r in runs if r.info.run_name == "results"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(c.data.tags["arm"] for c in children) == sorted(r["arm"] for r in res["rows"])
