@@ -202,13 +202,13 @@ def test_full_profile_two_steps_of_a_shallow_instance():
 
 
 # --------------------------------------------------------------------------- the pipeline, tiny
-@pytest.mark.e2e
-def test_tiny_pipeline(tmp_path):
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
     """prepare_data -> classifier -> base model -> teacher pairs, autoencoder, perceptual -> overfit, train, benchmark,
     evaluate, report on the tiny profile, in-process."""
     from tinyrepo import inside, make_tiny_repo
 
-    root = make_tiny_repo(tmp_path / "repo")
+    root = make_tiny_repo(tmp_path_factory.mktemp("d2g") / "repo")
     from common.stages import (
         prepare_data,
         teacher_pairs,
@@ -223,9 +223,50 @@ def test_tiny_pipeline(tmp_path):
         for stage in (prepare_data, train_classifier, train_base_model, teacher_pairs, train_autoencoder,
                       train_perceptual, overfit, train, benchmark, evaluate, report):
             stage.main([])
+    return root
+
+
+@pytest.mark.e2e
+def test_tiny_pipeline(tiny):
+    root = tiny
     res = json.loads((root / "reports/diffusion2gan/results.json").read_text())
     assert {r["arm"] for r in res["rows"] if r["comparison"] == "students"} == set(method.ARMS)
     verdicts = json.loads((root / "reports/diffusion2gan/verdicts.json").read_text())["verdicts"]
     assert len(verdicts) == len(load_claims(REPO / "papers" / "diffusion2gan" / "claims.yaml"))
     for fig in ("fid_vs_step", "overfit_curves", "overfit_images", "samples_same_noise", "loss"):
         assert (root / f"reports/diffusion2gan/figures/{fig}.png").stat().st_size > 1000
+
+
+@pytest.mark.e2e
+def test_one_step_comparison_page_on_the_tiny_outputs(tiny):
+    """papers/one_step_comparison's train, evaluate and report after this file's tiny Diffusion2GAN pipeline (whose
+    students and rows the page reuses): PaGoDA and Imagine Flash are trained at Diffusion2GAN's compute on its seeds,
+    every claim gets a verdict over 3 units, and the page joins the index."""
+    from tinyrepo import inside
+
+    from common.claims import LABELS
+    from papers.one_step_comparison import evaluate as page_evaluate
+    from papers.one_step_comparison import report as page_report
+    from papers.one_step_comparison import train as page_train
+
+    root = tiny
+    with inside(root):
+        for stage in (page_train, page_evaluate, page_report):
+            stage.main([])
+    out = root / "reports/one_step_comparison"
+    res = json.loads((out / "results.json").read_text())
+    assert {r["arm"] for r in res["rows"]} == {"diffusion2gan", "imagine_flash", "pagoda", "teacher_ddim",
+                                               "teacher_dpm_solver_2m"}
+    d2g = json.loads((root / "reports/diffusion2gan/results.json").read_text())
+    fid = res["metric"]
+    reused = sorted(r[fid] for r in res["rows"] if r["arm"] == "diffusion2gan")
+    assert reused == sorted(r[fid] for r in d2g["rows"] if r["comparison"] == "students" and r["arm"] == "gan"
+                            and r["step"] == res["settings"]["diffusion2gan"]["step"])
+    cost = {c["arm"]: c["forward_equivalents"] for c in res["training_cost"]}
+    per_step = (3 + res["settings"]["imagine_flash"]["online_calls"]) * res["settings"]["imagine_flash"]["batch_size"]
+    assert abs(cost["imagine_flash"] - cost["diffusion2gan"]) <= per_step / 2  # equal compute, to half a step
+    verdicts = json.loads((out / "verdicts.json").read_text())["verdicts"]
+    ids = [c["id"] for c in load_claims(REPO / "papers" / "one_step_comparison" / "claims.yaml")]
+    assert [v["id"] for v in verdicts] == ids and all(v["verdict"] in LABELS and v["n_units"] == 3 for v in verdicts)
+    assert (out / "figures/metrics_vs_nfe.png").stat().st_size > 1000
+    assert "[one_step_comparison](one_step_comparison/README.md)" in (root / "reports/README.md").read_text()
