@@ -349,19 +349,21 @@ def test_maskdit_net_is_the_full_token_path_without_a_mask():
 
 @pytest.mark.e2e
 def test_backbone_comparison_page_runs_on_the_tiny_maskdit_outputs(tiny):
-    """`dvc repro papers/backbone_comparison/dvc.yaml` after this file's tiny MaskDiT pipeline (whose rows and budgets
-    the page reads): only the shared UNet and the page's own stages run, the DiT and MaskDiT rows are papers/maskdit's,
-    Flag-DiT is trained at the budgets' FLOPs, every claim gets a verdict, MLflow has one child run per backbone x
-    budget x seed, and the page joins the index."""
+    """papers/backbone_comparison's stages after this file's tiny MaskDiT pipeline (whose rows and budgets the page
+    reads), in-process (the suite's time): the shared UNet and the page's train / evaluate / report. The DiT and
+    MaskDiT rows are papers/maskdit's, Flag-DiT is trained at the budgets' FLOPs, every claim gets a verdict, MLflow
+    has one child run per backbone x budget x seed, and the page joins the index."""
     import mlflow
 
+    from common.stages import train_base_model
+    from papers.backbone_comparison import evaluate as page_evaluate
+    from papers.backbone_comparison import report as page_report
+    from papers.backbone_comparison import train as page_train
+
     root, _ = tiny
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "papers/backbone_comparison/dvc.yaml"], cwd=root,
-                          env=env_for(root), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    order = [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
-    page = [f"papers/backbone_comparison/dvc.yaml:{s}" for s in ("train", "evaluate", "report")]
-    assert sorted(order) == sorted(["train_base_model", *page]) and order[-2:] == page[1:]
+    with inside(root):
+        for stage in (train_base_model, page_train, page_evaluate, page_report):
+            stage.main([])
     out = root / "reports/backbone_comparison"
     res, mask = (json.loads((p / "results.json").read_text()) for p in (out, root / "reports/maskdit"))
     fid = res["metric"]
