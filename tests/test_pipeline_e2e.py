@@ -191,11 +191,13 @@ def _paper_stages(root, paper):
     return list(yaml.safe_load((root / f"papers/{paper}/dvc.yaml").read_text())["stages"])
 
 
-def _check_data_paper(root, paper, proc, shared=()):
+def _check_data_paper(root, paper, proc, shared=(), upstream=()):
+    """`upstream`: prefixes of stages that may run before the paper's own (its upstream papers', run alone)."""
     import yaml
 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     order = [line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")]
+    order = [s for s in order if not s.startswith(tuple(upstream))] if upstream else order
     assert order == list(shared) + [f"papers/{paper}/dvc.yaml:{s}" for s in _paper_stages(root, paper)]
     claims = yaml.safe_load((root / f"papers/{paper}/claims.yaml").read_text())
     verdicts = json.loads((root / f"reports/{paper}/verdicts.json").read_text())["verdicts"]
@@ -227,3 +229,20 @@ def test_data_papers_run_on_the_cached_scenes(repro, paper):
     proc = subprocess.run([sys.executable, "-m", "dvc", "repro", f"papers/{paper}/dvc.yaml"], cwd=root,
                           env=env_for(root), capture_output=True, text=True, timeout=900)
     _check_data_paper(root, paper, proc)
+
+
+def test_data_curation_comparison_reuses_the_data_papers(repro):
+    """`dvc repro papers/data_curation_comparison/dvc.yaml` after the five data papers: only the page's stages run
+    (their students, filter scores, fitted laws and curated subsets are inputs), papers/dfn's students are reused,
+    every selector is trained at every kept fraction, each claim gets a verdict, and the page joins the index."""
+    root, _ = repro
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "papers/data_curation_comparison/dvc.yaml"],
+                          cwd=root, env=env_for(root), capture_output=True, text=True, timeout=900)
+    # after the tests above only the page's stages run; run alone (-k), its upstream papers' stages run first
+    _check_data_paper(root, "data_curation_comparison", proc,
+                      upstream=("build_scenes", "train_scene_clip", "papers/dfn/", "papers/qqt_data_filtering/",
+                                "papers/ssl_data_curation/"))
+    res = json.loads((root / "reports/data_curation_comparison/results.json").read_text())
+    arms = {(r["arm"], r["fraction"]) for r in res["rows"]}
+    assert {(a, f) for a in ("random", "topx", "dfn", "kmeans") for f in res["fractions"]} <= arms
+    assert {r["source"] for r in res["rows"] if r["arm"] == "full"} == {"dfn"}  # papers/dfn's unfiltered students
